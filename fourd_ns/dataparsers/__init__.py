@@ -1,0 +1,1 @@
+"""Dataparsers of fourd_ns. The entry-point module is ``specs`` and must stay import-light."""

@@ -1,0 +1,59 @@
+"""Conversions between Nerfies/HyperNeRF camera poses and nerfstudio camera-to-world poses.
+
+Nerfies stores, per camera, ``orientation`` (the world-to-camera rotation, camera axes in OpenCV order:
+x right, y down, z forward) and ``position`` (the camera centre in world coordinates). nerfstudio wants a
+camera-to-world matrix whose camera axes follow OpenGL (x right, y up, camera looks along -z).
+Scenes are normalised the Nerfies way, ``p_normalised = (p - center) * scale``, with no world-axis
+permutation, so a pose or point can always be mapped back to the dataset's own world frame.
+
+These are the only places where the two conventions meet; every function is pure and works on batches.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+# Flipping the camera y and z axes turns OpenCV camera axes into OpenGL ones (and back: it is an involution).
+_OPENCV_TO_OPENGL = torch.tensor([1.0, -1.0, -1.0])
+
+
+def nerfies_to_c2w_opengl(
+    orientation: Float[Tensor, "*batch 3 3"], position: Float[Tensor, "*batch 3"]
+) -> Float[Tensor, "*batch 3 4"]:
+    """Camera-to-world pose in OpenGL camera axes from a Nerfies world-to-camera rotation and camera centre."""
+    rotation_c2w = orientation.transpose(-1, -2) * _OPENCV_TO_OPENGL.to(orientation)
+    return torch.cat([rotation_c2w, position[..., None]], dim=-1)
+
+
+def c2w_opengl_to_nerfies(
+    c2w: Float[Tensor, "*batch 3 4"],
+) -> tuple[Float[Tensor, "*batch 3 3"], Float[Tensor, "*batch 3"]]:
+    """Inverse of :func:`nerfies_to_c2w_opengl`: returns (orientation, position)."""
+    rotation_c2w = c2w[..., :3, :3] * _OPENCV_TO_OPENGL.to(c2w)
+    return rotation_c2w.transpose(-1, -2), c2w[..., :3, 3]
+
+
+def normalise_points(
+    points: Float[Tensor, "*batch 3"], center: Float[Tensor, "3"], scale: float
+) -> Float[Tensor, "*batch 3"]:
+    """Nerfies scene normalisation ``(p - center) * scale``, applied to camera centres and scene points."""
+    return (points - center) * scale
+
+
+def denormalise_points(
+    points: Float[Tensor, "*batch 3"], center: Float[Tensor, "3"], scale: float
+) -> Float[Tensor, "*batch 3"]:
+    """Inverse of :func:`normalise_points`: back to the dataset's world coordinates."""
+    return points / scale + center
+
+
+def nerfies_normalisation_transform(center: Float[Tensor, "3"]) -> Float[Tensor, "3 4"]:
+    """nerfstudio ``dataparser_transform`` for the Nerfies normalisation.
+
+    nerfstudio applies ``scale * (transform @ [p; 1])``; with ``transform = [I | -center]`` and
+    ``dataparser_scale = scale`` this is exactly ``(p - center) * scale``, so ``ns-export`` and
+    ``dataparser_transforms.json`` map results back to the dataset's world frame.
+    """
+    return torch.cat([torch.eye(3, dtype=center.dtype), -center[:, None]], dim=1)
