@@ -9,6 +9,7 @@ folder exists at the chosen downscale (a folder without any file for the split i
 e.g. NeRF-DS has masks for training views only):
 
 - ``resized_mask/<N>x/<id>.png.png`` (or ``<id>.png``): NeRF-DS moving-object masks, moving object = 0.
+  NeRF-DS ships them for training views only, so frames without one get ``None`` in the list.
 - ``depth/<N>x/<id>.npy``: float32 [H, W] z-depth in dataset world units (our synthetic generator).
 - ``dynamic_mask/<N>x/<id>.png``: uint8 [H, W], 255 = dynamic (synthetic generator).
 - ``flow/<N>x/<id>.npy``: float32 [H, W, 2] optical flow in pixels (synthetic generator).
@@ -353,18 +354,19 @@ def _color_points(
 def _extras(config: NerfiesDataParserConfig, root: Path, split_ids: Sequence[str], has_distortion: bool) -> dict:
     """File lists of the optional per-frame extras present at this downscale (see the module docstring)."""
     scale_dir = f"{config.downscale_factor}x"
+    # (metadata key, folder, accepted suffixes, whether frames may lack a file)
     wanted = []
     if config.load_depth:
-        wanted.append(("depth_filenames", root / "depth" / scale_dir, (".npy",)))
+        wanted.append(("depth_filenames", root / "depth" / scale_dir, (".npy",), False))
     if config.load_masks:
-        wanted.append(("nerfds_mask_filenames", root / "resized_mask" / scale_dir, (".png.png", ".png")))
-        wanted.append(("dynamic_mask_filenames", root / "dynamic_mask" / scale_dir, (".png",)))
+        wanted.append(("nerfds_mask_filenames", root / "resized_mask" / scale_dir, (".png.png", ".png"), True))
+        wanted.append(("dynamic_mask_filenames", root / "dynamic_mask" / scale_dir, (".png",), False))
     if config.load_flow:
-        wanted.append(("flow_filenames", root / "flow" / scale_dir, (".npy",)))
-        wanted.append(("scene_flow_filenames", root / "scene_flow" / scale_dir, (".npy",)))
+        wanted.append(("flow_filenames", root / "flow" / scale_dir, (".npy",), False))
+        wanted.append(("scene_flow_filenames", root / "scene_flow" / scale_dir, (".npy",), False))
     extras: dict = {}
-    for key, folder, suffixes in wanted:
-        files = _extra_files(folder, split_ids, suffixes)
+    for key, folder, suffixes, allow_partial in wanted:
+        files = _extra_files(folder, split_ids, suffixes, allow_partial)
         if files is not None:
             extras[key] = files
     if "depth_filenames" in extras:
@@ -379,8 +381,11 @@ def _extras(config: NerfiesDataParserConfig, root: Path, split_ids: Sequence[str
     return extras
 
 
-def _extra_files(folder: Path, split_ids: Sequence[str], suffixes: Sequence[str]) -> Optional[List[Path]]:
-    """One file per id, or None when the folder has none of them; a partial set is an error."""
+def _extra_files(
+    folder: Path, split_ids: Sequence[str], suffixes: Sequence[str], allow_partial: bool
+) -> Optional[List[Optional[Path]]]:
+    """One file per id, or None when the folder has none of them. A partial set is an error unless
+    ``allow_partial``, where frames without a file get None."""
     if not folder.is_dir():
         return None
     found: List[Optional[Path]] = []
@@ -391,9 +396,11 @@ def _extra_files(folder: Path, split_ids: Sequence[str], suffixes: Sequence[str]
         CONSOLE.log(f"{folder} has no file for this split; skipping it.")
         return None
     missing = [str(folder / f"{i}{suffixes[0]}") for i, f in zip(split_ids, found) if f is None]
-    if missing:
+    if missing and not allow_partial:
         raise problems_error(f"{folder} lacks files for some frames of the split", missing)
-    return [f for f in found if f is not None]
+    if missing:
+        CONSOLE.log(f"{folder} has files for {len(split_ids) - len(missing)} of {len(split_ids)} frames.")
+    return found
 
 
 def _scene_box(config: NerfiesDataParserConfig, camera_centres: torch.Tensor, points: Optional[torch.Tensor]) -> SceneBox:
