@@ -74,9 +74,16 @@ def write_nerfies_scene(
 
     left_ids, right_ids = frame_ids(num_frames)
     ids = [i for pair in zip(left_ids, right_ids) for i in pair]
-    _write_json(root / "dataset.json", {
-        "count": len(ids), "num_exemplars": len(left_ids), "ids": ids, "train_ids": left_ids, "val_ids": right_ids,
-    })
+    _write_json(
+        root / "dataset.json",
+        {
+            "count": len(ids),
+            "num_exemplars": len(left_ids),
+            "ids": ids,
+            "train_ids": left_ids,
+            "val_ids": right_ids,
+        },
+    )
     metadata = {}
     for camera_id, rig_ids in enumerate((left_ids, right_ids)):
         for t, frame_id in enumerate(rig_ids):
@@ -84,9 +91,15 @@ def write_nerfies_scene(
             if include_time_id:
                 metadata[frame_id]["time_id"] = t
     _write_json(root / "metadata.json", metadata)
-    _write_json(root / "scene.json", {
-        "center": SCENE_CENTER.tolist(), "scale": SCENE_SCALE, "near": 0.5, "far": 4.0,
-    })
+    _write_json(
+        root / "scene.json",
+        {
+            "center": SCENE_CENTER.tolist(),
+            "scale": SCENE_SCALE,
+            "near": 0.5,
+            "far": 4.0,
+        },
+    )
 
     focal = 1.1 * width
     principal_point = (width / 2 + 1.3, height / 2 - 0.7)
@@ -96,24 +109,33 @@ def write_nerfies_scene(
         orientation = look_at_orientation(left, SCENE_CENTER)
         # The right camera sits RIG_BASELINE along the left camera's x axis, with the same orientation.
         for frame_id, position in ((left_ids[t], left), (right_ids[t], left + RIG_BASELINE * orientation[0])):
-            _write_json(root / "camera" / f"{frame_id}.json", {
-                "orientation": orientation.tolist(),
-                "position": position.tolist(),
-                "focal_length": focal,
-                "principal_point": list(principal_point),
-                "skew": skew,
-                "pixel_aspect_ratio": pixel_aspect_ratio,
-                "radial_distortion": list(radial_distortion),
-                tangential_key: list(tangential_distortion),
-                "image_size": [width, height],
-            })
+            _write_json(
+                root / "camera" / f"{frame_id}.json",
+                {
+                    "orientation": orientation.tolist(),
+                    "position": position.tolist(),
+                    "focal_length": focal,
+                    "principal_point": list(principal_point),
+                    "skew": skew,
+                    "pixel_aspect_ratio": pixel_aspect_ratio,
+                    "radial_distortion": list(radial_distortion),
+                    tangential_key: list(tangential_distortion),
+                    "image_size": [width, height],
+                },
+            )
             for downscale in DOWNSCALES:
                 size = (round(width / downscale), round(height / downscale))
                 rgb, depth, dynamic = _render(
-                    points, colors, is_dynamic, orientation, position, size,
+                    points,
+                    colors,
+                    is_dynamic,
+                    orientation,
+                    position,
+                    size,
                     focal=(focal / downscale, focal * pixel_aspect_ratio / downscale),
                     principal_point=(principal_point[0] / downscale, principal_point[1] / downscale),
-                    radial=tuple(radial_distortion), tangential=tuple(tangential_distortion),
+                    radial=tuple(radial_distortion),
+                    tangential=tuple(tangential_distortion),
                 )
                 scale_dir = f"{downscale}x"
                 _save_png(root / "rgb" / scale_dir / f"{frame_id}.png", rgb)
@@ -125,7 +147,9 @@ def write_nerfies_scene(
                         _save_png(root / "resized_mask" / "1x" / f"{frame_id}.png.png", 255 - dynamic)
                 if with_flow:
                     _save_npy(root / "flow" / scale_dir / f"{frame_id}.npy", np.zeros((*depth.shape, 2), np.float32))
-                    _save_npy(root / "scene_flow" / scale_dir / f"{frame_id}.npy", np.zeros((*depth.shape, 3), np.float32))
+                    _save_npy(
+                        root / "scene_flow" / scale_dir / f"{frame_id}.npy", np.zeros((*depth.shape, 3), np.float32)
+                    )
     return root
 
 

@@ -30,7 +30,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     """A complete capture shared by the read-only tests."""
-    return write_nerfies_scene(tmp_path_factory.mktemp("nerfies") / "scene", with_depth=True, with_masks=True, with_flow=True)
+    return write_nerfies_scene(
+        tmp_path_factory.mktemp("nerfies") / "scene", with_depth=True, with_masks=True, with_flow=True
+    )
 
 
 def parse(root: Path, which: str = "train", **options):
@@ -135,7 +137,9 @@ def test_nerfstudio_camera_projects_like_the_json_camera(scene):
         c2w = camera.camera_to_worlds
         local = (normalised - c2w[:, 3]) @ c2w[:, :3]  # OpenGL camera axes: looks along -z, y up
         depth = -local[:, 2]
-        pixels = torch.stack([camera.fx * local[:, 0] / depth + camera.cx, -camera.fy * local[:, 1] / depth + camera.cy], -1)
+        pixels = torch.stack(
+            [camera.fx * local[:, 0] / depth + camera.cx, -camera.fy * local[:, 1] / depth + camera.cy], -1
+        )
         assert np.allclose(pixels.numpy(), expected, atol=1e-3)
 
         coords = torch.from_numpy(expected[:, ::-1].copy()).float()  # nerfstudio coords are (y, x)
@@ -158,7 +162,9 @@ def test_pose_convention_round_trip():
     center = torch.tensor([0.1, -2.0, 3.0], dtype=torch.float64)
     assert torch.allclose(denormalise_points(normalise_points(position, center, 0.3), center, 0.3), position)
     transform = nerfies_normalisation_transform(center)
-    assert torch.allclose(0.3 * (position @ transform[:, :3].T + transform[:, 3]), normalise_points(position, center, 0.3))
+    assert torch.allclose(
+        0.3 * (position @ transform[:, :3].T + transform[:, 3]), normalise_points(position, center, 0.3)
+    )
 
 
 def test_dataparser_transform_maps_json_positions_to_camera_centres(scene):
@@ -174,7 +180,10 @@ def test_dataparser_transform_maps_json_positions_to_camera_centres(scene):
 @pytest.mark.parametrize("key", ["tangential_distortion", "tangential"])
 def test_distortion_keys_reach_nerfstudio_cameras(tmp_path, key):
     root = write_nerfies_scene(
-        tmp_path / "scene", tangential_key=key, radial_distortion=(0.05, -0.01, 0.002), tangential_distortion=(0.003, -0.002)
+        tmp_path / "scene",
+        tangential_key=key,
+        radial_distortion=(0.05, -0.01, 0.002),
+        tangential_distortion=(0.003, -0.002),
     )
     params = parse(root).cameras.distortion_params
     # nerfstudio order: k1, k2, k3, k4, p1, p2
@@ -201,7 +210,9 @@ def test_full_image_datamanager_undistorts_our_cameras(tmp_path):
 
 
 def test_distorted_points_are_coloured_where_the_distorted_image_shows_them(tmp_path):
-    root = write_nerfies_scene(tmp_path / "scene", radial_distortion=(0.2, 0.05, 0.0), tangential_distortion=(0.01, 0.0))
+    root = write_nerfies_scene(
+        tmp_path / "scene", radial_distortion=(0.2, 0.05, 0.0), tangential_distortion=(0.01, 0.0)
+    )
     check_seed_colours(root)
 
 
@@ -232,8 +243,12 @@ def test_extras_are_aligned_with_the_split(scene):
     train, test = parse(scene, "train"), parse(scene, "test")
     for outputs in (train, test):
         names = outputs.metadata["frame_ids"]
-        for key, folder in [("depth_filenames", "depth"), ("dynamic_mask_filenames", "dynamic_mask"),
-                            ("flow_filenames", "flow"), ("scene_flow_filenames", "scene_flow")]:
+        for key, folder in [
+            ("depth_filenames", "depth"),
+            ("dynamic_mask_filenames", "dynamic_mask"),
+            ("flow_filenames", "flow"),
+            ("scene_flow_filenames", "scene_flow"),
+        ]:
             assert [p.parent for p in outputs.metadata[key]] == [scene / folder / "1x"] * 6
             assert [p.name.split(".")[0] for p in outputs.metadata[key]] == names
         assert outputs.mask_filenames is None

@@ -403,7 +403,9 @@ def _extra_files(
     return found
 
 
-def _scene_box(config: NerfiesDataParserConfig, camera_centres: torch.Tensor, points: Optional[torch.Tensor]) -> SceneBox:
+def _scene_box(
+    config: NerfiesDataParserConfig, camera_centres: torch.Tensor, points: Optional[torch.Tensor]
+) -> SceneBox:
     """Cube centred on the origin of the normalised scene. Derived bound: the farthest camera centre or the
     99th percentile of seed point coordinates (robust to stray points), times the margin."""
     bound = config.scene_box_bound

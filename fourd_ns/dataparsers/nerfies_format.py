@@ -90,11 +90,11 @@ def load_camera(path: Path) -> NerfiesCamera:
             tangential_distortion=_vector({"tangential": tangential}, "tangential", 2, path),
             image_size=(int(round(image_size[0])), int(round(image_size[1]))),
         )
+    except NerfiesDataError:
+        raise
     except KeyError as error:
         raise NerfiesDataError(f"Camera file {path} has no {error} field") from error
     except (TypeError, ValueError) as error:
-        if isinstance(error, NerfiesDataError):
-            raise
         raise NerfiesDataError(f"Camera file {path} has a non-numeric field: {error}") from error
 
 
