@@ -1,0 +1,1 @@
+"""Datamanagers: nerfstudio's full-image datamanager made safe for CPU-only machines."""

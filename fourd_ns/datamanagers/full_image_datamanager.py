@@ -1,0 +1,34 @@
+"""nerfstudio's ``FullImageDatamanager`` without the CPU-only crash.
+
+With more than 500 training images nerfstudio switches its image cache to ``"cpu"``, which calls
+``Tensor.pin_memory()``; on a CUDA build of torch without a driver that raises "Found no NVIDIA driver". When the
+datamanager's device is the CPU the images already live in host memory, so we cache them on ``self.device`` instead
+and skip pinning; on CUDA the upstream behaviour is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Type
+
+import torch
+
+from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
+
+
+class FourDFullImageDatamanager(FullImageDatamanager):
+    """Full-image datamanager that never pins memory when it runs on the CPU."""
+
+    def _load_images(
+        self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]
+    ) -> List[Dict[str, torch.Tensor]]:
+        if torch.device(self.device).type == "cpu":
+            cache_images_device = "gpu"  # nerfstudio's "gpu" means "on self.device", here the CPU: no pinning
+        return super()._load_images(split, cache_images_device)
+
+
+@dataclass
+class FourDFullImageDatamanagerConfig(FullImageDatamanagerConfig):
+    _target: Type = field(default_factory=lambda: FourDFullImageDatamanager)
+    cache_images_type: Literal["uint8", "float32"] = "uint8"
+    """Cache images as uint8 (4x less memory than float32, as splatfacto does)."""

@@ -1,0 +1,1 @@
+"""Time-dependent deformation fields that move canonical Gaussians to a time t."""

@@ -1,0 +1,93 @@
+"""The Deformable-3DGS deformation MLP (Yang et al., CVPR 2024), reimplemented from its description.
+
+Architecture (see ``shared/notes/methods.md`` §1.1): an 8-layer, 256-wide ReLU MLP on ``[γ(x), γ(t)]`` with the
+encoded input concatenated again after layer 4, and three linear heads giving a position offset (3), a rotation
+offset (4, *added* to the normalised quaternion) and a scale offset (3, *added* to the activated scale). For
+synthetic (blender) scenes the time encoding first goes through a small ``timenet`` (Linear → ReLU → Linear to 30
+channels), which is the ``time_net`` option here.
+
+The canonical positions are fed *detached*: the deformation network does not push gradients into the canonical
+means through its input, exactly like the original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from fourd_ns.deformation.encodings import FrequencyEncoding
+
+
+@dataclass
+class Deformation:
+    """Per-Gaussian offsets at one time. Optional fields are ``None`` when the field does not predict them."""
+
+    d_means: Float[Tensor, "N 3"]
+    d_quats: Float[Tensor, "N 4"]
+    d_scales: Float[Tensor, "N 3"]
+    d_opacities: Optional[Float[Tensor, "N 1"]] = None
+    d_colors: Optional[Float[Tensor, "N 3"]] = None
+
+    @classmethod
+    def zeros(cls, num: int, device: torch.device) -> "Deformation":
+        return cls(
+            d_means=torch.zeros(num, 3, device=device),
+            d_quats=torch.zeros(num, 4, device=device),
+            d_scales=torch.zeros(num, 3, device=device),
+        )
+
+
+class DeformationMLP(nn.Module):
+    """MLP deformation field ``(x, t) → (Δx, Δq, Δs)``."""
+
+    def __init__(
+        self,
+        depth: int = 8,
+        width: int = 256,
+        skips: Tuple[int, ...] = (4,),
+        position_frequencies: int = 10,
+        time_frequencies: int = 10,
+        time_net_width: Optional[int] = None,
+        time_net_out: int = 30,
+    ) -> None:
+        super().__init__()
+        self.skips = tuple(skips)
+        self.position_encoding = FrequencyEncoding(3, position_frequencies)
+        self.time_encoding = FrequencyEncoding(1, time_frequencies)
+        time_dim = self.time_encoding.out_dim
+        self.time_net: Optional[nn.Module] = None
+        if time_net_width is not None:
+            self.time_net = nn.Sequential(
+                nn.Linear(time_dim, time_net_width), nn.ReLU(inplace=True), nn.Linear(time_net_width, time_net_out)
+            )
+            time_dim = time_net_out
+        in_dim = self.position_encoding.out_dim + time_dim
+        layers = [nn.Linear(in_dim, width)]
+        for i in range(depth - 1):
+            layers.append(nn.Linear(width + in_dim if i in self.skips else width, width))
+        self.layers = nn.ModuleList(layers)
+        self.head_means = nn.Linear(width, 3)
+        self.head_quats = nn.Linear(width, 4)
+        self.head_scales = nn.Linear(width, 3)
+
+    def encode(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Float[Tensor, "N C"]:
+        t = self.time_encoding(times)
+        if self.time_net is not None:
+            t = self.time_net(t)
+        return torch.cat([self.position_encoding(means), t], dim=-1)
+
+    def features(self, encoded: Float[Tensor, "N C"]) -> Float[Tensor, "N W"]:
+        h = encoded
+        for i, layer in enumerate(self.layers):
+            h = torch.relu(layer(h))
+            if i in self.skips:
+                h = torch.cat([encoded, h], dim=-1)
+        return h
+
+    def forward(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
+        h = self.features(self.encode(means.detach(), times))
+        return Deformation(d_means=self.head_means(h), d_quats=self.head_quats(h), d_scales=self.head_scales(h))

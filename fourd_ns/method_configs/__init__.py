@@ -1,0 +1,1 @@
+"""nerfstudio ``MethodSpecification`` objects (wiring only; the entry points of ``nerfstudio.method_configs``)."""

@@ -1,0 +1,1 @@
+"""Image and geometry metrics (PSNR/SSIM/LPIPS wrappers)."""
