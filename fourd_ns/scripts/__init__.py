@@ -1,0 +1,1 @@
+"""Console commands of fourd_ns (thin tyro front ends over library code)."""
