@@ -1,0 +1,60 @@
+"""Shared test set-up: an offline, CPU-only environment and tiny generated scenes.
+
+Nothing here downloads anything or writes outside pytest's temporary folders: torch's hub cache, matplotlib's and
+XDG caches point into a session temp dir (so LPIPS weights are absent and the metric reports itself unavailable),
+and TorchDynamo is disabled (nerfstudio's compiled helpers would otherwise build C++ on the first call).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_CACHE = Path(tempfile.mkdtemp(prefix="fourd_ns_test_cache_"))
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+os.environ["TORCH_HOME"] = str(_CACHE / "torch")
+os.environ["XDG_CACHE_HOME"] = str(_CACHE / "xdg")
+os.environ["MPLCONFIGDIR"] = str(_CACHE / "mpl")
+os.environ["TORCH_EXTENSIONS_DIR"] = str(_CACHE / "torch_extensions")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+TINY_SCENE = dict(preset="bell", num_frames=8, width=64, height=36, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64×36, 8-time-step synthetic bell in the Nerfies layout (left camera = train, right = test)."""
+    from fourd_ns.synthetic.generate import generate_scene
+
+    params = dict(TINY_SCENE)
+    return generate_scene(params.pop("preset"), tmp_path_factory.mktemp("scenes") / "bell", **params)
+
+
+def reduced_config(method_config, data: Path, output_dir: Path, iterations: int = 4):
+    """A method's TrainerConfig shrunk for CPU tests (the nerfstudio ``set_reduced_config`` pattern)."""
+    cfg = copy.deepcopy(method_config)
+    cfg.machine.device_type = "cpu"
+    cfg.mixed_precision = False
+    cfg.use_grad_scaler = False
+    cfg.max_num_iterations = iterations
+    cfg.steps_per_save = iterations
+    cfg.steps_per_eval_image = 10**9
+    cfg.steps_per_eval_batch = 0
+    cfg.steps_per_eval_all_images = 10**9
+    cfg.vis = "tensorboard"
+    cfg.viewer.quit_on_train_completion = True
+    cfg.output_dir = output_dir
+    cfg.pipeline.datamanager.data = data
+    cfg.pipeline.datamanager.dataparser.data = data
+    model = cfg.pipeline.model
+    for name, value in dict(
+        static_warmup_steps=1, warmup_length=1, refine_every=2, mlp_width=32, mlp_depth=3, mlp_skips=(1,)
+    ).items():
+        if hasattr(model, name):
+            setattr(model, name, value)
+    cfg.set_timestamp()
+    return cfg
