@@ -27,6 +27,15 @@ from fourd_ns.synthetic.textures import Checker
 TINY = dict(num_frames=4, width=64, height=36)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are small: with 2 cores shared by other jobs, intra-op threads cost more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _camera(position, target, width=64, height=48, focal=50.0) -> PinholeCamera:
     position = np.asarray(position, np.float64)
     rotation = look_at(position, np.asarray(target, np.float64))

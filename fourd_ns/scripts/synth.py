@@ -36,6 +36,8 @@ class SynthArgs:
     """RGB samples per pixel side (antialiasing); depth and flow always use pixel centres."""
     overwrite: tyro.conf.FlagConversionOff[bool] = False
     """Replace the generator's files in a non-empty output folder."""
+    num_threads: int = 1
+    """Torch intra-op threads while rendering (small tensor ops: more threads are usually slower on shared CPUs)."""
 
 
 def main(args: SynthArgs) -> Path:
@@ -59,6 +61,7 @@ def main(args: SynthArgs) -> Path:
             height=args.height,
             supersample=args.supersample,
             overwrite=args.overwrite,
+            num_threads=args.num_threads,
             on_frame=lambda done, total: progress.update(task, completed=done),
         )
     console.print(
