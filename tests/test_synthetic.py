@@ -108,7 +108,8 @@ def test_rays_from_inside_a_box_and_cylinder_hit_their_walls():
 
 
 def test_known_point_projects_where_expected():
-    camera = PinholeCamera(look_at(np.array([0.0, -2.0, 0.0]), np.zeros(3)), np.array([0.0, -2.0, 0.0]), 100.0, (64.0, 48.0), 128, 96)
+    position = np.array([0.0, -2.0, 0.0])
+    camera = PinholeCamera(look_at(position, np.zeros(3)), position, 100.0, (64.0, 48.0), 128, 96)
     # Camera looks along +y with z up: world +x is image right, world +z is image up.
     uv, z = project(camera, torch.tensor([[0.5, 0.0, 0.25]], dtype=torch.float64))
     assert z.item() == pytest.approx(2.0)
@@ -207,7 +208,9 @@ def test_writer_layout_and_shapes(tiny_bell):
     dataset = json.loads((root / "dataset.json").read_text())
     left = [f"left_{t:06d}" for t in range(t_count)]
     right = [f"right_{t:06d}" for t in range(t_count)]
-    assert dataset == {"count": 2 * t_count, "num_exemplars": t_count, "ids": left + right, "train_ids": left, "val_ids": right}
+    assert dataset == {
+        "count": 2 * t_count, "num_exemplars": t_count, "ids": left + right, "train_ids": left, "val_ids": right
+    }
     metadata = json.loads((root / "metadata.json").read_text())
     assert metadata["right_000002"] == {"warp_id": 2, "appearance_id": 2, "camera_id": 1, "time_id": 2}
     assert metadata["left_000001"]["camera_id"] == 0
@@ -226,7 +229,8 @@ def test_writer_layout_and_shapes(tiny_bell):
             hs, ws = h // factor, w // factor
             assert imageio.imread(root / "rgb" / scale / f"{vid}.png").shape == (hs, ws, 3)
             depth = np.load(root / "depth" / scale / f"{vid}.npy")
-            assert depth.shape == (hs, ws) and depth.dtype == np.float32 and np.isfinite(depth).all() and depth.min() > 0
+            assert depth.shape == (hs, ws) and depth.dtype == np.float32
+            assert np.isfinite(depth).all() and depth.min() > 0
             assert np.load(root / "flow" / scale / f"{vid}.npy").shape == (hs, ws, 2)
             assert np.load(root / "scene_flow" / scale / f"{vid}.npy").shape == (hs, ws, 3)
             mask = imageio.imread(root / "dynamic_mask" / scale / f"{vid}.png")
@@ -247,7 +251,8 @@ def test_right_camera_is_rigidly_attached_at_a_horizontal_baseline(tiny_bell):
 
 def _unproject(camera: PinholeCamera, depth: np.ndarray) -> torch.Tensor:
     uv = pixel_centres(camera.width, camera.height).reshape(-1, 2).double()
-    d_cam = torch.stack([(uv[:, 0] - camera.principal_point[0]) / camera.focal, (uv[:, 1] - camera.principal_point[1]) / camera.focal, torch.ones(len(uv), dtype=torch.float64)], 1)
+    cx, cy = camera.principal_point
+    d_cam = torch.stack([(uv[:, 0] - cx) / camera.focal, (uv[:, 1] - cy) / camera.focal, torch.ones_like(uv[:, 0])], 1)
     p_cam = d_cam * torch.as_tensor(depth.reshape(-1, 1), dtype=torch.float64)
     return p_cam @ torch.as_tensor(camera.rotation) + torch.as_tensor(camera.position)
 
@@ -263,7 +268,8 @@ def test_world_point_plus_scene_flow_projects_to_pixel_plus_flow(tiny_bell, name
         scene_flow = np.load(tiny_bell / "scene_flow" / scale / f"{vid}.npy").reshape(-1, 3)
         moved = _unproject(camera, depth) + torch.as_tensor(scene_flow, dtype=torch.float64)
         uv_next, _ = project(next_camera, moved)
-        expected = pixel_centres(camera.width, camera.height).reshape(-1, 2).double() + torch.as_tensor(flow, dtype=torch.float64)
+        centres = pixel_centres(camera.width, camera.height).reshape(-1, 2).double()
+        expected = centres + torch.as_tensor(flow, dtype=torch.float64)
         assert torch.allclose(uv_next, expected, atol=2e-2)
         dynamic = imageio.imread(tiny_bell / "dynamic_mask" / scale / f"{vid}.png").reshape(-1) == 255
         assert not scene_flow[~dynamic].any()
@@ -331,7 +337,8 @@ def test_cli_entrypoint(tmp_path, monkeypatch, capsys):
     from fourd_ns.scripts import synth
 
     out = tmp_path / "press"
-    argv = ["fourd-synth", "--scene", "press", "--out", str(out), "--num-frames", "2", "--width", "32", "--height", "18"]
+    argv = ["fourd-synth", "--scene", "press", "--out", str(out), "--num-frames", "2"]
+    argv += ["--width", "32", "--height", "18"]
     monkeypatch.setattr(sys, "argv", argv)
     synth.entrypoint()
     assert json.loads((out / "dataset.json").read_text())["count"] == 4

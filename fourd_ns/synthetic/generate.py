@@ -41,7 +41,9 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out_dir} exists and is not empty; choose another folder or overwrite (CLI: --overwrite True)")
+            raise FileExistsError(
+                f"{out_dir} exists and is not empty; choose another folder or overwrite (CLI: --overwrite True)"
+            )
         # Only remove what this generator writes, so a mistyped folder loses nothing else.
         for name in writer.OUTPUT_DIRS:
             shutil.rmtree(out_dir / name, ignore_errors=True)

@@ -75,10 +75,8 @@ def write_index(root: Path, num_frames: int) -> None:
     """dataset.json (train = left camera, val = right camera) and metadata.json."""
     train = [view_id("left", t) for t in range(num_frames)]
     val = [view_id("right", t) for t in range(num_frames)]
-    _write_json(
-        root / "dataset.json",
-        {"count": len(train) + len(val), "num_exemplars": len(train), "ids": train + val, "train_ids": train, "val_ids": val},
-    )
+    dataset = {"count": len(train) + len(val), "num_exemplars": len(train), "ids": train + val}
+    _write_json(root / "dataset.json", {**dataset, "train_ids": train, "val_ids": val})
     metadata = {
         view_id(name, t): {"warp_id": t, "appearance_id": t, "camera_id": camera_id, "time_id": t}
         for name, camera_id in CAMERA_IDS.items()
