@@ -164,7 +164,8 @@ def bell_setup():
 def test_flow_warps_next_frame_onto_current_static_camera(bell_setup):
     scene, left = bell_setup
     error_gt, error_zero = _photometric_errors(scene, left[5], left[5], 5 / 47, 6 / 47)
-    assert error_gt < 0.03
+    # Not zero: bilinear resampling of the ~3 px stripes of the bell, and Lambert shading of a rotating surface.
+    assert error_gt < 0.04
     assert error_gt < 0.4 * error_zero
 
 
@@ -183,6 +184,26 @@ def test_nonrigid_flow_warps_next_frame_onto_current():
     error_gt, error_zero = _photometric_errors(scene, left[7], left[8], 7 / 47, 8 / 47)
     assert error_gt < 0.03
     assert error_gt < 0.5 * error_zero
+
+
+@pytest.mark.parametrize("builder,t", [(bell, 20), (press, 7), (PRESETS["cup"], 3)])
+def test_flow_lands_on_the_same_material_point(builder, t):
+    """Exact check, independent of texture: the ray through pixel + flow at t+1 hits the same canonical point."""
+    rng = np.random.default_rng(0)
+    scene, spec = builder(rng)
+    left, _ = stereo_rig(spec, 48, 96, 54, rng)
+    gt = ground_truth(scene, left[t], t / 47, left[t + 1], (t + 1) / 47)
+    uv = pixel_centres(96, 54).reshape(-1, 2)
+    origins, dirs = camera_rays(left[t], uv)
+    now = cast_rays(scene, origins, dirs, t / 47)
+    origins, dirs = camera_rays(left[t + 1], uv + gt.flow.reshape(-1, 2))
+    later = cast_rays(scene, origins, dirs, (t + 1) / 47)
+    _, z_next = project(left[t + 1], (gt.world + gt.scene_flow).reshape(-1, 3))
+    visible = (later.object == now.object) & ((later.depth - z_next).abs() < 1e-3 * z_next)
+    assert visible.float().mean() > 0.9
+    moving = gt.dynamic.reshape(-1) & visible
+    assert moving.sum() > 20
+    assert torch.allclose(later.canonical[visible], now.canonical[visible], atol=2e-4)
 
 
 # --- written scenes ---------------------------------------------------------------------------
