@@ -69,8 +69,7 @@ def cast_rays(scene: Scene, origins: Tensor, dirs: Tensor, tau: float) -> Hits:
     n = origins.shape[0]
     depth = torch.full((n,), math.inf)
     index = torch.full((n,), -1, dtype=torch.int64)
-    canonical = torch.zeros(n, 3)
-    normal = torch.zeros(n, 3)
+    per_object = []
     for i, obj in enumerate(scene.objects):
         a, b = obj.motion.affine(tau)
         a_inv = torch.as_tensor(_inverse(np.asarray(a, np.float64)), dtype=torch.float32)
@@ -81,8 +80,14 @@ def cast_rays(scene: Scene, origins: Tensor, dirs: Tensor, tau: float) -> Hits:
         closer = t < depth
         depth = torch.where(closer, t, depth)
         index = torch.where(closer, i, index)
-        canonical = torch.where(closer[:, None], o_local + t[:, None] * d_local, canonical)
+        per_object.append((a_inv, o_local, d_local, n_local))
+    # Gather the winners' canonical points and normals once, instead of blending [N, 3] tensors per object.
+    canonical = torch.zeros(n, 3)
+    normal = torch.zeros(n, 3)
+    for i, (a_inv, o_local, d_local, n_local) in enumerate(per_object):
+        won = (index == i).nonzero()[:, 0]
+        canonical[won] = o_local[won] + depth[won, None] * d_local[won]
         # Normals transform with the inverse transpose: n_world = A^-T n_local.
-        normal = torch.where(closer[:, None], n_local @ a_inv, normal)
+        normal[won] = n_local[won] @ a_inv
     world = origins + torch.nan_to_num(depth, posinf=0.0)[:, None] * dirs
     return Hits(depth, index, canonical, world, torch.nn.functional.normalize(normal, dim=1))
