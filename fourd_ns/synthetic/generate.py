@@ -100,7 +100,7 @@ def _render_and_write(
     supersample: int,
     on_frame: Callable[[int, int], None] | None,
 ) -> None:
-
+    """Render every (time, camera) view, then write the index, scene normalisation, points and provenance."""
     rng = np.random.default_rng(seed)
     scene, spec = PRESETS[preset](rng)
     rigs = dict(zip(writer.CAMERA_IDS, stereo_rig(spec, num_frames, width, height, rng)))
