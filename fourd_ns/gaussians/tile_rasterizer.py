@@ -2,16 +2,18 @@
 
 Algorithm (the 3DGS / gsplat scheme, vectorised for torch instead of one CUDA thread per pixel):
 
-1. **Tile intersection.** The image is cut into ``tile_size`` x ``tile_size`` tiles. Each projected Gaussian
-   covers the tiles of gsplat's square ``means2d +- radius``, further cropped to the bounding box of the ellipse on
-   which its alpha drops to 1/255 (pixels outside it are skipped by the compositing rule anyway, so the crop changes
-   nothing but the work). The (tile, Gaussian) pairs are generated with ``repeat_interleave`` and sorted by one
-   int64 key ``(camera * tiles + tile) << 32 | float32 bits of depth``, exactly as gsplat orders them.
-2. **Chunked padded layout.** Non-empty tiles are sorted by their number of intersections and grouped into chunks
-   whose padded size ``tiles_in_chunk * tile_size**2 * max_intersections_in_chunk`` stays under ``chunk_elements``.
-   A chunk is processed as dense ``[tiles, tile_size, tile_size, M]`` tensors; padding points at a zero-opacity dummy
-   Gaussian. Peak memory is therefore a few times ``chunk_elements`` floats plus O(intersections) bookkeeping,
-   independent of ``pixels * Gaussians``; the Python loop runs over chunks only.
+1. **Block intersection.** As in gsplat, a projected Gaussian may only reach the ``tile_size`` tiles of its square
+   ``means2d +- radius``. We composite in smaller ``block_size`` blocks (default 8, dividing the tile): a Gaussian is
+   listed for the blocks of those tiles that meet the bounding box of the ellipse on which its alpha drops to 1/255
+   (pixels outside it are skipped by the compositing rule anyway, so the crop changes nothing but the work). The
+   (block, Gaussian) pairs are generated with ``repeat_interleave`` and sorted by one int64 key
+   ``(camera * blocks + block) << 32 | float32 bits of depth``, as gsplat orders its tile intersections.
+2. **Chunked padded layout.** Non-empty blocks are sorted by their number of intersections and grouped into chunks
+   whose padded size ``blocks_in_chunk * block_size**2 * max_intersections_in_chunk`` stays under
+   ``chunk_elements``. A chunk is processed as dense ``[blocks, block_size, block_size, M]`` tensors; padding points at
+   a zero-opacity dummy Gaussian. Peak memory is therefore a few times ``chunk_elements`` floats (default 2^20, which
+   also keeps the working set in cache) plus O(intersections) bookkeeping, independent of ``pixels * Gaussians``;
+   the Python loop runs over chunks only.
 3. **Compositing** follows gsplat's kernel: at pixel centres ``(x + 0.5, y + 0.5)``,
    ``sigma = 1/2 (a dx^2 + c dy^2) + b dx dy``, ``alpha = min(0.999, opacity * exp(-sigma))``, a Gaussian is skipped
    where ``sigma < 0`` or ``alpha < 1/255``, and compositing stops before the Gaussian that would bring the
@@ -19,7 +21,7 @@ Algorithm (the 3DGS / gsplat scheme, vectorised for torch instead of one CUDA th
 4. **Backward** (:class:`_TileComposite`) recomputes each chunk instead of storing it and applies the classic
    3DGS gradient: ``dL/dalpha_i = T_i (c_i . g) - (sum_{j>i} w_j (c_j . g) + T_final dL/dT_final) / (1 - alpha_i)``
    with the suffix sum from a ``cumsum``. Gradients to means2d, conics and opacity only need six pixel moments of
-   ``dL/dsigma`` per Gaussian, computed by one matmul against ``[1, x, y, x^2, xy, y^2]`` in tile-centred coordinates.
+   ``dL/dsigma`` per Gaussian, computed by one matmul against ``[1, x, y, x^2, xy, y^2]`` in block-centred coordinates.
 """
 
 from __future__ import annotations
@@ -43,26 +45,26 @@ class TileIntersections:
     gaussian_ids: Int[Tensor, "I+1"]
     """Flat Gaussian index ``camera * N + n`` of every intersection, sorted by (camera, tile, depth); the extra last
     entry is the dummy Gaussian ``C * N`` used as padding."""
-    tile_ids: Int[Tensor, "T"]
+    block_ids: Int[Tensor, "T"]
     """Global ids ``camera * tiles_per_image + tile`` of the non-empty tiles, ordered by decreasing count."""
-    tile_starts: Int[Tensor, "T"]
+    block_starts: Int[Tensor, "T"]
     """Offset of each of these tiles' first intersection in ``gaussian_ids``."""
-    tile_counts: Int[Tensor, "T"]
+    block_counts: Int[Tensor, "T"]
     chunks: List[Tuple[int, int, int]]
-    """``(first, last + 1, max count)`` ranges into ``tile_ids``."""
+    """``(first, last + 1, max count)`` ranges into ``block_ids``."""
     n_cameras: int
-    tiles_x: int
-    tiles_y: int
-    tile_size: int
+    blocks_x: int
+    blocks_y: int
+    block_size: int
 
     @property
     def n_intersections(self) -> int:
         return self.gaussian_ids.shape[0] - 1
 
     @property
-    def n_tiles(self) -> int:
+    def n_blocks(self) -> int:
         """Tiles of all cameras together, empty ones included."""
-        return self.n_cameras * self.tiles_x * self.tiles_y
+        return self.n_cameras * self.blocks_x * self.blocks_y
 
 
 @torch.no_grad()
@@ -75,11 +77,19 @@ def intersect_tiles(
     width: int,
     height: int,
     tile_size: int = 16,
-    chunk_elements: int = 1 << 22,
+    block_size: int = 8,
+    chunk_elements: int = 1 << 20,
 ) -> TileIntersections:
-    """Build the depth-sorted tile intersection lists (no gradients flow through this bookkeeping)."""
+    """Build the depth-sorted intersection lists of processing blocks (no gradients flow through this bookkeeping).
+
+    ``tile_size`` is gsplat's tile and defines which pixels a Gaussian may reach (its ``means2d +- radius`` tiles);
+    ``block_size`` (a divisor of ``tile_size``) is the unit we composite in: smaller blocks waste less work on
+    pixels a Gaussian does not reach without changing the result.
+    """
+    if tile_size % block_size:
+        raise ValueError(f"block_size {block_size} must divide tile_size {tile_size}")
     n_cameras, n = radii.shape
-    tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
+    blocks_x, blocks_y = -(-width // block_size), -(-height // block_size)
     means2d, conics, opacities = means2d.reshape(-1, 2), conics.reshape(-1, 3), opacities.reshape(-1)
     radius = radii.reshape(-1).to(means2d.dtype)
 
@@ -88,12 +98,17 @@ def intersect_tiles(
     a, b, c = conics.unbind(-1)
     det = (a * c - b * b).clamp(min=1e-12)
     level = 2.0 * torch.log((opacities / ALPHA_MIN).clamp(min=1.0))
-    half_x = torch.minimum(torch.sqrt(level * c / det) * 1.001 + 1e-3, radius)
-    half_y = torch.minimum(torch.sqrt(level * a / det) * 1.001 + 1e-3, radius)
-    x0 = torch.floor((means2d[:, 0] - half_x) / tile_size).clamp(0, tiles_x)
-    x1 = torch.ceil((means2d[:, 0] + half_x) / tile_size).clamp(0, tiles_x)
-    y0 = torch.floor((means2d[:, 1] - half_y) / tile_size).clamp(0, tiles_y)
-    y1 = torch.ceil((means2d[:, 1] + half_y) / tile_size).clamp(0, tiles_y)
+    half_x = torch.sqrt(level * c / det) * 1.001 + 1e-3
+    half_y = torch.sqrt(level * a / det) * 1.001 + 1e-3
+
+    def block_range(centre: Tensor, half: Tensor, n_blocks: int) -> Tuple[Tensor, Tensor]:
+        # gsplat's tiles of the square centre +- radius, as a pixel interval, cropped to the ellipse's extent.
+        lo = torch.maximum(torch.floor((centre - radius) / tile_size) * tile_size, centre - half)
+        hi = torch.minimum(torch.ceil((centre + radius) / tile_size) * tile_size, centre + half)
+        return torch.floor(lo / block_size).clamp(0, n_blocks), torch.ceil(hi / block_size).clamp(0, n_blocks)
+
+    x0, x1 = block_range(means2d[:, 0], half_x, blocks_x)
+    y0, y1 = block_range(means2d[:, 1], half_y, blocks_y)
     visible = (radius > 0) & (opacities >= ALPHA_MIN)
     span_x = ((x1 - x0) * visible).long()
     span_y = ((y1 - y0) * visible).long().clamp(min=0)
@@ -105,36 +120,36 @@ def intersect_tiles(
     w = span_x[ids]
     tx = x0.long()[ids] + k % w
     ty = y0.long()[ids] + k // w
-    tile = (ids // n) * (tiles_x * tiles_y) + ty * tiles_x + tx
+    tile = (ids // n) * (blocks_x * blocks_y) + ty * blocks_x + tx
     # Depths are > near_plane > 0, so their float32 bit patterns sort like the floats.
     depth_bits = depths.reshape(-1).float().view(torch.int32).long()[ids]
     order = torch.sort((tile << 32) | depth_bits).indices
     sorted_ids = torch.cat([ids[order], ids.new_full((1,), n_cameras * n)])
 
-    per_tile = torch.bincount(tile, minlength=n_cameras * tiles_x * tiles_y)
-    starts = torch.cumsum(per_tile, 0) - per_tile
-    nonempty = torch.nonzero(per_tile).squeeze(1)
-    tile_counts, rank = torch.sort(per_tile[nonempty], descending=True)
-    tile_ids = nonempty[rank]
+    per_block = torch.bincount(tile, minlength=n_cameras * blocks_x * blocks_y)
+    starts = torch.cumsum(per_block, 0) - per_block
+    nonempty = torch.nonzero(per_block).squeeze(1)
+    block_counts, rank = torch.sort(per_block[nonempty], descending=True)
+    block_ids = nonempty[rank]
 
     chunks = []
-    counts_list = tile_counts.tolist()
-    first_tile, pixels = 0, tile_size * tile_size
-    while first_tile < len(counts_list):
-        m = counts_list[first_tile]
-        last = min(len(counts_list), first_tile + max(1, chunk_elements // (pixels * m)))
-        chunks.append((first_tile, last, m))
-        first_tile = last
+    counts_list = block_counts.tolist()
+    first_block, pixels = 0, block_size * block_size
+    while first_block < len(counts_list):
+        m = counts_list[first_block]
+        last = min(len(counts_list), first_block + max(1, chunk_elements // (pixels * m)))
+        chunks.append((first_block, last, m))
+        first_block = last
     return TileIntersections(
         gaussian_ids=sorted_ids,
-        tile_ids=tile_ids,
-        tile_starts=starts[tile_ids],
-        tile_counts=tile_counts,
+        block_ids=block_ids,
+        block_starts=starts[block_ids],
+        block_counts=block_counts,
         chunks=chunks,
         n_cameras=n_cameras,
-        tiles_x=tiles_x,
-        tiles_y=tiles_y,
-        tile_size=tile_size,
+        blocks_x=blocks_x,
+        blocks_y=blocks_y,
+        block_size=block_size,
     )
 
 
@@ -142,7 +157,7 @@ def intersect_tiles(
 class _Chunk:
     """Gathered inputs of one chunk of tiles: ``Tc`` tiles, ``M`` padded intersections each."""
 
-    tiles: Int[Tensor, "Tc"]
+    blocks: Int[Tensor, "Tc"]
     gaussians: Int[Tensor, "Tc M"]
     params: Float[Tensor, "Tc M 6"]
     """mean x, mean y (tile-centred), a/2, b, c/2, opacity."""
@@ -153,14 +168,14 @@ class _Chunk:
 
 def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chunk: Tuple[int, int, int]) -> _Chunk:
     first, last, m = chunk
-    ts = isects.tile_size
+    ts = isects.block_size
     slots = torch.arange(m, device=table.device)
-    index = isects.tile_starts[first:last, None] + slots
-    index = torch.where(slots < isects.tile_counts[first:last, None], index, isects.n_intersections)
+    index = isects.block_starts[first:last, None] + slots
+    index = torch.where(slots < isects.block_counts[first:last, None], index, isects.n_intersections)
     gaussians = isects.gaussian_ids[index]
-    tiles = isects.tile_ids[first:last]
-    local = tiles % (isects.tiles_x * isects.tiles_y)
-    centre = torch.stack([local % isects.tiles_x, local // isects.tiles_x], -1).to(table.dtype) * ts + ts / 2
+    tiles = isects.block_ids[first:last]
+    local = tiles % (isects.blocks_x * isects.blocks_y)
+    centre = torch.stack([local % isects.blocks_x, local // isects.blocks_x], -1).to(table.dtype) * ts + ts / 2
     params = table[gaussians]
     params[..., :2] -= centre[:, None, :]
     pix = torch.arange(ts, device=table.device, dtype=table.dtype) + (0.5 - ts / 2)
@@ -175,30 +190,38 @@ class _ChunkForward:
     dy: Float[Tensor, "Tc ts 1 M"]
     alpha: Tensor
     """Composited alpha; 0 where skipped, past the transmittance stop, or padding."""
+    one_minus_alpha: Tensor
+    """``1 - alpha`` before the transmittance stop was applied (equal to ``1 - alpha`` wherever it is used)."""
     transmittance: Tensor
     """Transmittance in front of each Gaussian."""
     final_transmittance: Float[Tensor, "Tc P"]
 
 
 def _composite_chunk(chunk: _Chunk) -> _ChunkForward:
+    """Front-to-back compositing of one chunk. Written as few full-size passes as possible: these ``[Tc, P, M]``
+    element-wise ops are the whole cost of the rasterizer."""
     mx, my, half_a, b, half_c, opac = (p[:, None, None, :] for p in chunk.params.unbind(-1))
     pix = chunk.pix[None, :, None]
     dx = mx - pix[:, None]  # [Tc, 1, ts, M]
     dy = my - pix[:, :, None]  # [Tc, ts, 1, M]
-    sigma = half_a * dx + b * dy  # [Tc, ts, ts, M]
-    sigma.mul_(dx).add_(half_c * dy * dy)
-    tc, ts, m = sigma.shape[0], sigma.shape[1], sigma.shape[-1]
-    sigma = sigma.view(tc, ts * ts, m)
-    alpha = torch.exp(-sigma).mul_(opac.view(tc, 1, m)).clamp_(max=ALPHA_MAX)
-    alpha.masked_fill_((sigma < 0) | (alpha < ALPHA_MIN), 0.0)
-    after = torch.cumprod(1.0 - alpha, dim=-1)
+    log_opac = torch.log(opac)
+    # log(o exp(-sigma)) = dx (-(a/2) dx - b dy) + (log(o) - (c/2) dy^2): two full-size passes.
+    log_alpha = torch.addcmul(log_opac - half_c * dy * dy, dx, -(half_a * dx) - b * dy)
+    tc, ts, m = log_alpha.shape[0], log_alpha.shape[1], log_alpha.shape[-1]
+    log_alpha = log_alpha.view(tc, ts * ts, m)
+    alpha = torch.exp(log_alpha).clamp_(max=ALPHA_MAX)
+    # gsplat skips sigma < 0 (log_alpha > log o; only rounding at a Gaussian's centre) and alpha < 1/255.
+    alpha.masked_fill_((log_alpha > log_opac.view(tc, 1, m)) | (alpha < ALPHA_MIN), 0.0)
+    one_minus = torch.rsub(alpha, 1.0)
+    after = torch.cumprod(one_minus, dim=-1)
     stop = after <= TRANSMITTANCE_MIN
     alpha.masked_fill_(stop, 0.0)
-    # Skipped slots multiply by 1, so the smallest inclusive product above the stop threshold is the product over
-    # the composited Gaussians only.
-    final = after.masked_fill(stop, 1.0).amin(-1)
+    # `after` never increases, so the stopped slots are a suffix and the final transmittance is the inclusive
+    # product at the last live slot (skipped slots there multiply by 1).
+    live = m - stop.sum(-1, keepdim=True)
+    final = torch.where(live > 0, after.gather(-1, (live - 1).clamp(min=0)), 1.0).squeeze(-1)
     before = torch.nn.functional.pad(after[..., :-1], (1, 0), value=1.0)
-    return _ChunkForward(dx, dy, alpha, before, final)
+    return _ChunkForward(dx, dy, alpha, one_minus, before, final)
 
 
 def _gaussian_table(
@@ -237,14 +260,14 @@ class _TileComposite(torch.autograd.Function):
         absgrad: bool,
     ) -> Tuple[Float[Tensor, "tiles P D"], Float[Tensor, "tiles P"]]:
         table, color_rows = _gaussian_table(means2d, conics, opacities), _pad_rows(colors)
-        pixels = isects.tile_size**2
-        accum = colors.new_zeros(isects.n_tiles, pixels, colors.shape[-1])
-        final = colors.new_ones(isects.n_tiles, pixels)
+        pixels = isects.block_size**2
+        accum = colors.new_zeros(isects.n_blocks, pixels, colors.shape[-1])
+        final = colors.new_ones(isects.n_blocks, pixels)
         for chunk_range in isects.chunks:
             chunk = _gather_chunk(isects, table, color_rows, chunk_range)
             fwd = _composite_chunk(chunk)
-            accum[chunk.tiles] = torch.bmm(fwd.alpha * fwd.transmittance, chunk.colors)
-            final[chunk.tiles] = fwd.final_transmittance
+            accum[chunk.blocks] = torch.bmm(fwd.alpha * fwd.transmittance, chunk.colors)
+            final[chunk.blocks] = fwd.final_transmittance
         ctx.save_for_backward(means2d, conics, colors, opacities)
         ctx.isects, ctx.absgrad = isects, absgrad
         return accum, final
@@ -262,21 +285,25 @@ class _TileComposite(torch.autograd.Function):
             chunk = _gather_chunk(isects, table, color_rows, chunk_range)
             fwd = _composite_chunk(chunk)
             ids = chunk.gaussians.reshape(-1)
-            g = grad_accum[chunk.tiles]  # [Tc, P, D]
+            g = grad_accum[chunk.blocks]  # [Tc, P, D]
             weights = fwd.alpha * fwd.transmittance
             grad_colors.index_add_(0, ids, torch.bmm(weights.transpose(1, 2), g).flatten(0, 1))
 
             color_dot_g = torch.bmm(g, chunk.colors.transpose(1, 2))  # [Tc, P, M]
-            behind = torch.cumsum(weights * color_dot_g, dim=-1)
-            behind = behind[..., -1:] - behind  # sum over j > i of w_j (c_j . g)
-            behind += (grad_final[chunk.tiles] * fwd.final_transmittance)[..., None]
-            grad_alpha = fwd.transmittance * color_dot_g - behind / (1.0 - fwd.alpha)
-            # alpha = min(0.999, o exp(-sigma)): clamped alphas pass no gradient to sigma or opacity.
-            grad_sigma = grad_alpha.mul_(fwd.alpha.masked_fill(fwd.alpha >= ALPHA_MAX, 0.0)).neg_()
+            behind = torch.cumsum(weights.mul_(color_dot_g), dim=-1)
+            # sum_{j>i} w_j (c_j . g) + T_final dL/dT_final; both terms enter dL/dalpha_i divided by 1 - alpha_i.
+            tail = behind[..., -1:] + (grad_final[chunk.blocks] * fwd.final_transmittance)[..., None]
+            behind = torch.sub(tail, behind)
+            grad_alpha = fwd.transmittance.mul_(color_dot_g).addcdiv_(behind, fwd.one_minus_alpha, value=-1.0)
+            alpha = fwd.alpha
+            if (chunk.params[..., 5] >= ALPHA_MAX).any():
+                # alpha = min(0.999, o exp(-sigma)): clamped alphas pass no gradient to sigma or opacity.
+                alpha = alpha.masked_fill(alpha >= ALPHA_MAX, 0.0)
+            neg_grad_sigma = grad_alpha.mul_(alpha)  # dL/dsigma = -alpha dL/dalpha
 
             if basis is None:
                 basis = _pixel_moment_basis(chunk.pix)
-            g0, gx, gy, gxx, gxy, gyy = torch.matmul(basis, grad_sigma).unbind(1)  # each [Tc, M]
+            g0, gx, gy, gxx, gxy, gyy = torch.matmul(basis, neg_grad_sigma).neg_().unbind(1)  # each [Tc, M]
             ux, uy, half_a, b, half_c, opac = chunk.params.unbind(-1)
             s_dx = ux * g0 - gx
             s_dy = uy * g0 - gy
@@ -297,7 +324,7 @@ class _TileComposite(torch.autograd.Function):
             grad_table.index_add_(0, ids, grad_rows.flatten(0, 1))
             if grad_abs is not None:
                 tc, m = ux.shape
-                gs = grad_sigma.view(tc, *fwd.dy.shape[1:2], *fwd.dx.shape[2:3], m)
+                gs = neg_grad_sigma.view(tc, chunk.pix.shape[0], chunk.pix.shape[0], m)
                 a4, b4, c4 = (2.0 * half_a)[:, None, None], b[:, None, None], (2.0 * half_c)[:, None, None]
                 abs_x = (gs * (a4 * fwd.dx + b4 * fwd.dy)).abs_().sum((1, 2))
                 abs_y = (gs * (b4 * fwd.dx + c4 * fwd.dy)).abs_().sum((1, 2))
@@ -317,10 +344,10 @@ class _TileComposite(torch.autograd.Function):
 
 
 def _tiles_to_image(x: Float[Tensor, "tiles P D"], isects: TileIntersections, width: int, height: int) -> Tensor:
-    """Tile layout ``[C * tiles_y * tiles_x, ts * ts, D]`` to images ``[C, H, W, D]``."""
-    ts = isects.tile_size
-    x = x.view(isects.n_cameras, isects.tiles_y, isects.tiles_x, ts, ts, x.shape[-1]).permute(0, 1, 3, 2, 4, 5)
-    x = x.reshape(isects.n_cameras, isects.tiles_y * ts, isects.tiles_x * ts, -1)
+    """Tile layout ``[C * blocks_y * blocks_x, ts * ts, D]`` to images ``[C, H, W, D]``."""
+    ts = isects.block_size
+    x = x.view(isects.n_cameras, isects.blocks_y, isects.blocks_x, ts, ts, x.shape[-1]).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(isects.n_cameras, isects.blocks_y * ts, isects.blocks_x * ts, -1)
     return x[:, :height, :width]
 
 
@@ -336,17 +363,20 @@ def rasterize_to_pixels(
     tile_size: int = 16,
     backgrounds: Optional[Float[Tensor, "C D"]] = None,
     absgrad: bool = False,
-    chunk_elements: int = 1 << 22,
+    block_size: int = 8,
+    chunk_elements: int = 1 << 20,
 ) -> Tuple[Float[Tensor, "C H W D"], Float[Tensor, "C H W 1"], TileIntersections]:
     """Composite projected Gaussians into images, as gsplat's ``rasterize_to_pixels`` (``packed=False``).
 
     Gaussians with ``radii == 0`` are ignored. ``depths`` only orders them. With ``absgrad`` the backward pass also
     stores the per-pixel absolute means2d gradients summed per Gaussian in ``means2d.absgrad``, as gsplat does.
-    ``chunk_elements`` bounds the padded ``tiles * pixels * intersections`` processed at once (memory vs. speed).
+    ``tile_size`` is gsplat's (it decides which pixels a Gaussian may reach); ``block_size`` is the compositing
+    unit (see :func:`intersect_tiles`), reduced to ``tile_size`` when it does not divide it. ``chunk_elements``
+    bounds the padded ``blocks * pixels * intersections`` processed at once (memory vs. per-chunk overhead).
     """
     isects = intersect_tiles(
         means2d.detach(), radii, depths.detach(), conics.detach(), opacities.detach(), width, height, tile_size,
-        chunk_elements,
+        block_size if tile_size % block_size == 0 else tile_size, chunk_elements,
     )  # fmt: skip
     accum, final = _TileComposite.apply(means2d, conics, colors, opacities, isects, absgrad)
     render = _tiles_to_image(accum, isects, width, height)
