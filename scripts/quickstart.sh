@@ -3,7 +3,8 @@
 # (test) camera and render a time sweep. Everything lands under outputs/quickstart/.
 #
 # The schedule is shortened for a 2-core CPU (see README "Quickstart"); on a CUDA machine the same command runs on
-# the GPU. ITERATIONS=... overrides the number of training iterations.
+# the GPU. ITERATIONS=... overrides the number of training iterations. The shortened schedule's flags are in
+# scripts/quickstart_schedule.args (benchmarks/deform4d_synthetic.py measures the same schedule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,9 +22,7 @@ fi
   --machine.device-type "$DEVICE" --vis tensorboard --viewer.quit-on-train-completion True \
   --output-dir outputs --experiment-name quickstart --timestamp bell \
   --max-num-iterations "$ITERATIONS" --steps-per-save "$ITERATIONS" --steps-per-eval-all-images 1000000 \
-  --pipeline.model.static-warmup-steps 500 --pipeline.model.time-noise-steps 2000 \
-  --pipeline.model.stop-split-at 2000 --pipeline.model.stop-screen-size-at 2000 \
-  --pipeline.model.mlp-width 64 --pipeline.model.mlp-depth 4 --pipeline.model.mlp-skips 2 \
+  $(cat scripts/quickstart_schedule.args) \
   nerfies-data --downscale-factor 2
 
 CONFIG="$OUT/deform4d/bell/config.yml"
