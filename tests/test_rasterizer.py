@@ -242,3 +242,23 @@ def test_default_strategy_densifies_with_our_info(absgrad: bool):
         counts.append(params["means"].shape[0])
         assert all(p.shape[0] == counts[-1] for p in params.values())
     assert counts[-1] != counts[0], counts
+
+
+def test_block_size_and_chunking_do_not_change_the_result():
+    from fourd_ns.gaussians.projection import project_gaussians
+    from fourd_ns.gaussians.tile_rasterizer import rasterize_to_pixels
+
+    scene = random_scene(300, 45, 37, 2, seed=11, feature="features5")
+    radii, means2d, depths, conics, _ = project_gaussians(
+        scene["means"], scene["quats"], scene["scales"], scene["viewmats"], scene["Ks"], 45, 37
+    )
+    opacities = scene["opacities"].repeat(2, 1)
+    outputs = [
+        rasterize_to_pixels(
+            means2d, conics, scene["colors"], opacities, radii, depths, 45, 37, block_size=block, chunk_elements=chunk
+        )[:2]
+        for block, chunk in [(16, 1 << 20), (8, 1 << 20), (4, 1 << 20), (8, 1 << 12)]
+    ]
+    for render, alpha in outputs[1:]:
+        torch.testing.assert_close(render, outputs[0][0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(alpha, outputs[0][1], rtol=0, atol=1e-5)
