@@ -40,15 +40,15 @@ TRANSMITTANCE_MIN = 1e-4
 
 @dataclass
 class TileIntersections:
-    """Sorted (tile, Gaussian) pairs of all cameras and their grouping into chunks of tiles."""
+    """Sorted (block, Gaussian) pairs of all cameras and their grouping into chunks of blocks."""
 
     gaussian_ids: Int[Tensor, "I+1"]
-    """Flat Gaussian index ``camera * N + n`` of every intersection, sorted by (camera, tile, depth); the extra last
+    """Flat Gaussian index ``camera * N + n`` of every intersection, sorted by (camera, block, depth); the extra last
     entry is the dummy Gaussian ``C * N`` used as padding."""
     block_ids: Int[Tensor, "T"]
-    """Global ids ``camera * tiles_per_image + tile`` of the non-empty tiles, ordered by decreasing count."""
+    """Global ids ``camera * blocks_per_image + block`` of the non-empty blocks, ordered by decreasing count."""
     block_starts: Int[Tensor, "T"]
-    """Offset of each of these tiles' first intersection in ``gaussian_ids``."""
+    """Offset of each of these blocks' first intersection in ``gaussian_ids``."""
     block_counts: Int[Tensor, "T"]
     chunks: List[Tuple[int, int, int]]
     """``(first, last + 1, max count)`` ranges into ``block_ids``."""
@@ -63,7 +63,7 @@ class TileIntersections:
 
     @property
     def n_blocks(self) -> int:
-        """Tiles of all cameras together, empty ones included."""
+        """Blocks of all cameras together, empty ones included."""
         return self.n_cameras * self.blocks_x * self.blocks_y
 
 
@@ -120,13 +120,13 @@ def intersect_tiles(
     w = span_x[ids]
     tx = x0.long()[ids] + k % w
     ty = y0.long()[ids] + k // w
-    tile = (ids // n) * (blocks_x * blocks_y) + ty * blocks_x + tx
+    block = (ids // n) * (blocks_x * blocks_y) + ty * blocks_x + tx
     # Depths are > near_plane > 0, so their float32 bit patterns sort like the floats.
     depth_bits = depths.reshape(-1).float().view(torch.int32).long()[ids]
-    order = torch.sort((tile << 32) | depth_bits).indices
+    order = torch.sort((block << 32) | depth_bits).indices
     sorted_ids = torch.cat([ids[order], ids.new_full((1,), n_cameras * n)])
 
-    per_block = torch.bincount(tile, minlength=n_cameras * blocks_x * blocks_y)
+    per_block = torch.bincount(block, minlength=n_cameras * blocks_x * blocks_y)
     starts = torch.cumsum(per_block, 0) - per_block
     nonempty = torch.nonzero(per_block).squeeze(1)
     block_counts, rank = torch.sort(per_block[nonempty], descending=True)
@@ -155,15 +155,15 @@ def intersect_tiles(
 
 @dataclass
 class _Chunk:
-    """Gathered inputs of one chunk of tiles: ``Tc`` tiles, ``M`` padded intersections each."""
+    """Gathered inputs of one chunk: ``Tc`` blocks, ``M`` padded intersections each."""
 
     blocks: Int[Tensor, "Tc"]
     gaussians: Int[Tensor, "Tc M"]
     params: Float[Tensor, "Tc M 6"]
-    """mean x, mean y (tile-centred), a/2, b, c/2, opacity."""
+    """mean x, mean y (block-centred), a/2, b, c/2, opacity."""
     colors: Float[Tensor, "Tc M D"]
     pix: Float[Tensor, "ts"]
-    """Tile-centred pixel-centre coordinates, the same along x and y."""
+    """Block-centred pixel-centre coordinates, the same along x and y."""
 
 
 def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chunk: Tuple[int, int, int]) -> _Chunk:
@@ -173,18 +173,18 @@ def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chun
     index = isects.block_starts[first:last, None] + slots
     index = torch.where(slots < isects.block_counts[first:last, None], index, isects.n_intersections)
     gaussians = isects.gaussian_ids[index]
-    tiles = isects.block_ids[first:last]
-    local = tiles % (isects.blocks_x * isects.blocks_y)
+    blocks = isects.block_ids[first:last]
+    local = blocks % (isects.blocks_x * isects.blocks_y)
     centre = torch.stack([local % isects.blocks_x, local // isects.blocks_x], -1).to(table.dtype) * ts + ts / 2
     params = table[gaussians]
     params[..., :2] -= centre[:, None, :]
     pix = torch.arange(ts, device=table.device, dtype=table.dtype) + (0.5 - ts / 2)
-    return _Chunk(tiles, gaussians, params, colors[gaussians], pix)
+    return _Chunk(blocks, gaussians, params, colors[gaussians], pix)
 
 
 @dataclass
 class _ChunkForward:
-    """Per (tile, pixel, intersection) quantities of one chunk, all ``[Tc, P, M]`` unless noted."""
+    """Per (block, pixel, intersection) quantities of one chunk, all ``[Tc, P, M]`` unless noted."""
 
     dx: Float[Tensor, "Tc 1 ts M"]
     dy: Float[Tensor, "Tc ts 1 M"]
@@ -239,7 +239,7 @@ def _pad_rows(values: Float[Tensor, "C N D"]) -> Float[Tensor, "C*N+1 D"]:
 
 
 def _pixel_moment_basis(pix: Float[Tensor, "ts"]) -> Float[Tensor, "6 P"]:
-    """``[1, x, y, x^2, xy, y^2]`` at the tile's pixel centres, row-major (y outer, x inner)."""
+    """``[1, x, y, x^2, xy, y^2]`` at a block's pixel centres, row-major (y outer, x inner)."""
     ts = pix.shape[0]
     x = pix.repeat(ts)
     y = pix.repeat_interleave(ts)
@@ -247,7 +247,7 @@ def _pixel_moment_basis(pix: Float[Tensor, "ts"]) -> Float[Tensor, "6 P"]:
 
 
 class _TileComposite(torch.autograd.Function):
-    """Front-to-back compositing in tile layout with an analytic, chunk-recomputing backward."""
+    """Front-to-back compositing in block layout with an analytic, chunk-recomputing backward."""
 
     @staticmethod
     def forward(
@@ -258,7 +258,7 @@ class _TileComposite(torch.autograd.Function):
         opacities: Float[Tensor, "C N"],
         isects: TileIntersections,
         absgrad: bool,
-    ) -> Tuple[Float[Tensor, "tiles P D"], Float[Tensor, "tiles P"]]:
+    ) -> Tuple[Float[Tensor, "blocks P D"], Float[Tensor, "blocks P"]]:
         table, color_rows = _gaussian_table(means2d, conics, opacities), _pad_rows(colors)
         pixels = isects.block_size**2
         accum = colors.new_zeros(isects.n_blocks, pixels, colors.shape[-1])
@@ -273,7 +273,7 @@ class _TileComposite(torch.autograd.Function):
         return accum, final
 
     @staticmethod
-    def backward(ctx, grad_accum: Float[Tensor, "tiles P D"], grad_final: Float[Tensor, "tiles P"]):
+    def backward(ctx, grad_accum: Float[Tensor, "blocks P D"], grad_final: Float[Tensor, "blocks P"]):
         means2d, conics, colors, opacities = ctx.saved_tensors
         isects: TileIntersections = ctx.isects
         table, color_rows = _gaussian_table(means2d, conics, opacities), _pad_rows(colors)
@@ -343,8 +343,8 @@ class _TileComposite(torch.autograd.Function):
         )
 
 
-def _tiles_to_image(x: Float[Tensor, "tiles P D"], isects: TileIntersections, width: int, height: int) -> Tensor:
-    """Tile layout ``[C * blocks_y * blocks_x, ts * ts, D]`` to images ``[C, H, W, D]``."""
+def _blocks_to_image(x: Float[Tensor, "blocks P D"], isects: TileIntersections, width: int, height: int) -> Tensor:
+    """Block layout ``[C * blocks_y * blocks_x, bs * bs, D]`` to images ``[C, H, W, D]``."""
     ts = isects.block_size
     x = x.view(isects.n_cameras, isects.blocks_y, isects.blocks_x, ts, ts, x.shape[-1]).permute(0, 1, 3, 2, 4, 5)
     x = x.reshape(isects.n_cameras, isects.blocks_y * ts, isects.blocks_x * ts, -1)
@@ -379,8 +379,8 @@ def rasterize_to_pixels(
         block_size if tile_size % block_size == 0 else tile_size, chunk_elements,
     )  # fmt: skip
     accum, final = _TileComposite.apply(means2d, conics, colors, opacities, isects, absgrad)
-    render = _tiles_to_image(accum, isects, width, height)
-    transmittance = _tiles_to_image(final[..., None], isects, width, height)
+    render = _blocks_to_image(accum, isects, width, height)
+    transmittance = _blocks_to_image(final[..., None], isects, width, height)
     if backgrounds is not None:
         render = render + transmittance * backgrounds[:, None, None, :]
     return render, 1.0 - transmittance, isects
