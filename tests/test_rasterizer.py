@@ -101,11 +101,13 @@ def random_scene(n: int, width: int, height: int, n_cameras: int, seed: int, fea
         "features5": lambda: torch.randn(n_cameras, n, 5, generator=g),
         "sh3": lambda: 0.4 * torch.randn(n, 16, 3, generator=g),
     }[feature]()
+    opacities = 0.05 + 0.94 * torch.rand(n, generator=g)
+    opacities[3:30] = 0.9995  # alpha clamps at 0.999 near these centres, which passes no gradient
     return dict(
         means=means,
         quats=torch.randn(n, 4, generator=g),
         scales=scales,
-        opacities=0.05 + 0.94 * torch.rand(n, generator=g),
+        opacities=opacities,
         colors=colors,
         viewmats=viewmats,
         Ks=Ks.repeat(n_cameras, 1, 1),
@@ -130,15 +132,28 @@ CASES = [
 def test_tile_rasterizer_matches_dense_reference(
     width, height, n, n_cameras, feature, render_mode, rasterize_mode, background, tile_size
 ):
-    torch.manual_seed(0)
     scene = random_scene(n, width, height, n_cameras, seed=n + width, feature=feature)
-    sh_degree = 3 if feature == "sh3" else None
     channels = 3 if feature != "features5" else 5
-    bg = torch.rand(n_cameras, channels) if background else None
-    kwargs = dict(
-        width=width, height=height, sh_degree=sh_degree, render_mode=render_mode, rasterize_mode=rasterize_mode,
-        tile_size=tile_size,
+    bg = torch.rand(n_cameras, channels, generator=torch.Generator().manual_seed(2)) if background else None
+    _assert_matches_reference(
+        scene, bg, width=width, height=height, sh_degree=3 if feature == "sh3" else None, render_mode=render_mode,
+        rasterize_mode=rasterize_mode, tile_size=tile_size,
     )  # fmt: skip
+
+
+def test_transmittance_stop_and_alpha_clamp_match_reference():
+    """Opaque Gaussians stacked along the view axis: pixels hit the T <= 1e-4 stop and the 0.999 alpha clamp."""
+    scene = random_scene(60, 32, 32, 1, seed=4, feature="rgb")
+    g = torch.Generator().manual_seed(5)
+    scene["means"][:, :2] = 0.15 * torch.randn(60, 2, generator=g)
+    scene["scales"] = torch.full((60, 3), 0.15) * torch.exp(0.3 * torch.randn(60, 3, generator=g))
+    scene["opacities"][::2] = 0.9995
+    alpha = _assert_matches_reference(scene, None, width=32, height=32)
+    assert (alpha > 1 - 2e-4).float().mean() > 0.01
+
+
+def _assert_matches_reference(scene, bg, **kwargs) -> torch.Tensor:
+    """Render with our backend and the dense reference; compare images, alphas and input gradients."""
 
     def run(fn, **extra):
         leaves = {k: v.clone().requires_grad_(k in GRAD_KEYS) for k, v in scene.items()}
@@ -166,6 +181,7 @@ def test_tile_rasterizer_matches_dense_reference(
         scale = ref.abs().max().item()
         assert scale > 0, key
         torch.testing.assert_close(grads[key], ref, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"{key}: {m}")
+    return ref_alpha
 
 
 def test_info_contract_and_culling():
