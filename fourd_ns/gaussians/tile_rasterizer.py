@@ -166,6 +166,11 @@ class _Chunk:
     """Block-centred pixel-centre coordinates, the same along x and y."""
 
 
+def _block_pixel_centres(block_size: int, like: Tensor) -> Float[Tensor, "bs"]:
+    """Pixel-centre coordinates relative to the block centre; small magnitudes keep the backward's moments exact."""
+    return torch.arange(block_size, device=like.device, dtype=like.dtype) + (0.5 - block_size / 2)
+
+
 def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chunk: Tuple[int, int, int]) -> _Chunk:
     first, last, m = chunk
     ts = isects.block_size
@@ -178,8 +183,7 @@ def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chun
     centre = torch.stack([local % isects.blocks_x, local // isects.blocks_x], -1).to(table.dtype) * ts + ts / 2
     params = table[gaussians]
     params[..., :2] -= centre[:, None, :]
-    pix = torch.arange(ts, device=table.device, dtype=table.dtype) + (0.5 - ts / 2)
-    return _Chunk(blocks, gaussians, params, colors[gaussians], pix)
+    return _Chunk(blocks, gaussians, params, colors[gaussians], _block_pixel_centres(ts, table))
 
 
 @dataclass
@@ -280,7 +284,7 @@ class _TileComposite(torch.autograd.Function):
         grad_table = torch.zeros_like(table)
         grad_colors = torch.zeros_like(color_rows)
         grad_abs = table.new_zeros(table.shape[0], 2) if ctx.absgrad else None
-        basis = None
+        basis = _pixel_moment_basis(_block_pixel_centres(isects.block_size, table))
         for chunk_range in isects.chunks:
             chunk = _gather_chunk(isects, table, color_rows, chunk_range)
             fwd = _composite_chunk(chunk)
@@ -301,8 +305,6 @@ class _TileComposite(torch.autograd.Function):
                 alpha = alpha.masked_fill(alpha >= ALPHA_MAX, 0.0)
             neg_grad_sigma = grad_alpha.mul_(alpha)  # dL/dsigma = -alpha dL/dalpha
 
-            if basis is None:
-                basis = _pixel_moment_basis(chunk.pix)
             g0, gx, gy, gxx, gxy, gyy = torch.matmul(basis, neg_grad_sigma).neg_().unbind(1)  # each [Tc, M]
             ux, uy, half_a, b, half_c, opac = chunk.params.unbind(-1)
             s_dx = ux * g0 - gx
