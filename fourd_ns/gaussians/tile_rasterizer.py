@@ -30,12 +30,18 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 TRANSMITTANCE_MIN = 1e-4
+# Masks are applied with F.threshold (keeps x > t), which is many times faster on CPU than boolean masking; these
+# are the float32 numbers just below gsplat's inclusive limits, so "x > t" means "x >= limit" exactly.
+_BELOW_ALPHA_MIN = torch.nextafter(torch.tensor(ALPHA_MIN), torch.tensor(0.0)).item()
+_BELOW_ALPHA_MAX = torch.nextafter(torch.tensor(ALPHA_MAX), torch.tensor(0.0)).item()
+_BELOW_ZERO = -torch.finfo(torch.float32).tiny
 
 
 @dataclass
@@ -177,13 +183,15 @@ def _gather_chunk(isects: TileIntersections, table: Tensor, colors: Tensor, chun
     slots = torch.arange(m, device=table.device)
     index = isects.block_starts[first:last, None] + slots
     index = torch.where(slots < isects.block_counts[first:last, None], index, isects.n_intersections)
-    gaussians = isects.gaussian_ids[index]
+    gaussians = isects.gaussian_ids.index_select(0, index.view(-1)).view(index.shape)
     blocks = isects.block_ids[first:last]
     local = blocks % (isects.blocks_x * isects.blocks_y)
     centre = torch.stack([local % isects.blocks_x, local // isects.blocks_x], -1).to(table.dtype) * ts + ts / 2
-    params = table[gaussians]
+    flat = gaussians.view(-1)
+    params = table.index_select(0, flat).view(*gaussians.shape, 6)
     params[..., :2] -= centre[:, None, :]
-    return _Chunk(blocks, gaussians, params, colors[gaussians], _block_pixel_centres(ts, table))
+    chunk_colors = colors.index_select(0, flat).view(*gaussians.shape, colors.shape[-1])
+    return _Chunk(blocks, gaussians, params, chunk_colors, _block_pixel_centres(ts, table))
 
 
 @dataclass
@@ -202,29 +210,28 @@ class _ChunkForward:
 
 
 def _composite_chunk(chunk: _Chunk) -> _ChunkForward:
-    """Front-to-back compositing of one chunk. Written as few full-size passes as possible: these ``[Tc, P, M]``
-    element-wise ops are the whole cost of the rasterizer."""
+    """Front-to-back compositing of one chunk. Written as few, cheap full-size passes as possible: these
+    ``[Tc, P, M]`` element-wise ops are the whole cost of the rasterizer."""
     mx, my, half_a, b, half_c, opac = (p[:, None, None, :] for p in chunk.params.unbind(-1))
     pix = chunk.pix[None, :, None]
     dx = mx - pix[:, None]  # [Tc, 1, ts, M]
     dy = my - pix[:, :, None]  # [Tc, ts, 1, M]
-    log_opac = torch.log(opac)
-    # log(o exp(-sigma)) = dx (-(a/2) dx - b dy) + (log(o) - (c/2) dy^2): two full-size passes.
-    log_alpha = torch.addcmul(log_opac - half_c * dy * dy, dx, -(half_a * dx) - b * dy)
-    tc, ts, m = log_alpha.shape[0], log_alpha.shape[1], log_alpha.shape[-1]
-    log_alpha = log_alpha.view(tc, ts * ts, m)
-    alpha = torch.exp(log_alpha).clamp_(max=ALPHA_MAX)
-    # gsplat skips sigma < 0 (log_alpha > log o; only rounding at a Gaussian's centre) and alpha < 1/255.
-    alpha.masked_fill_((log_alpha > log_opac.view(tc, 1, m)) | (alpha < ALPHA_MIN), 0.0)
+    # sigma = dx ((a/2) dx + b dy) + (c/2) dy^2: two full-size passes.
+    sigma = torch.addcmul(half_c * dy * dy, dx, half_a * dx + b * dy)
+    tc, ts, m = sigma.shape[0], sigma.shape[1], sigma.shape[-1]
+    sigma = sigma.view(tc, ts * ts, m)
+    # gsplat skips sigma < 0 (rounding at a Gaussian's centre): sigma = inf gives alpha = 0.
+    F.threshold_(sigma, _BELOW_ZERO, float("inf"))
+    alpha = torch.exp(sigma.neg_()).mul_(opac.view(tc, 1, m))
+    F.threshold_(alpha, _BELOW_ALPHA_MIN, 0.0).clamp_(max=ALPHA_MAX)  # skip alpha < 1/255
     one_minus = torch.rsub(alpha, 1.0)
     after = torch.cumprod(one_minus, dim=-1)
-    stop = after <= TRANSMITTANCE_MIN
-    alpha.masked_fill_(stop, 0.0)
-    # `after` never increases, so the stopped slots are a suffix and the final transmittance is the inclusive
-    # product at the last live slot (skipped slots there multiply by 1).
-    live = m - stop.sum(-1, keepdim=True)
-    final = torch.where(live > 0, after.gather(-1, (live - 1).clamp(min=0)), 1.0).squeeze(-1)
-    before = torch.nn.functional.pad(after[..., :-1], (1, 0), value=1.0)
+    # Compositing stops before the Gaussian that would bring T to <= 1e-4. `after` never increases, so stopped
+    # slots are a suffix; threshold(...).sign_() is their 0/1 indicator, and the final transmittance is the
+    # smallest inclusive product above the limit (skipped slots multiply by 1).
+    alpha.mul_(F.threshold(after, TRANSMITTANCE_MIN, 0.0).sign_())
+    final = F.threshold(after, TRANSMITTANCE_MIN, 1.0).amin(-1)
+    before = F.pad(after[..., :-1], (1, 0), value=1.0)
     return _ChunkForward(dx, dy, alpha, one_minus, before, final)
 
 
@@ -270,7 +277,9 @@ class _TileComposite(torch.autograd.Function):
         for chunk_range in isects.chunks:
             chunk = _gather_chunk(isects, table, color_rows, chunk_range)
             fwd = _composite_chunk(chunk)
-            accum[chunk.blocks] = torch.bmm(fwd.alpha * fwd.transmittance, chunk.colors)
+            # (colors^T weights^T)^T: BLAS is several times faster with the long M axis as the reduction here.
+            weights = fwd.alpha.mul_(fwd.transmittance)
+            accum[chunk.blocks] = torch.bmm(chunk.colors.transpose(1, 2), weights.transpose(1, 2)).transpose(1, 2)
             final[chunk.blocks] = fwd.final_transmittance
         ctx.save_for_backward(means2d, conics, colors, opacities)
         ctx.isects, ctx.absgrad = isects, absgrad
@@ -291,18 +300,18 @@ class _TileComposite(torch.autograd.Function):
             ids = chunk.gaussians.reshape(-1)
             g = grad_accum[chunk.blocks]  # [Tc, P, D]
             weights = fwd.alpha * fwd.transmittance
-            grad_colors.index_add_(0, ids, torch.bmm(weights.transpose(1, 2), g).flatten(0, 1))
+            grad_colors.index_add_(0, ids, torch.bmm(g.transpose(1, 2), weights).transpose(1, 2).flatten(0, 1))
 
             color_dot_g = torch.bmm(g, chunk.colors.transpose(1, 2))  # [Tc, P, M]
             behind = torch.cumsum(weights.mul_(color_dot_g), dim=-1)
             # sum_{j>i} w_j (c_j . g) + T_final dL/dT_final; both terms enter dL/dalpha_i divided by 1 - alpha_i.
             tail = behind[..., -1:] + (grad_final[chunk.blocks] * fwd.final_transmittance)[..., None]
-            behind = torch.sub(tail, behind)
-            grad_alpha = fwd.transmittance.mul_(color_dot_g).addcdiv_(behind, fwd.one_minus_alpha, value=-1.0)
+            behind = torch.sub(tail, behind).div_(fwd.one_minus_alpha)
+            grad_alpha = fwd.transmittance.mul_(color_dot_g).sub_(behind)
             alpha = fwd.alpha
             if (chunk.params[..., 5] >= ALPHA_MAX).any():
                 # alpha = min(0.999, o exp(-sigma)): clamped alphas pass no gradient to sigma or opacity.
-                alpha = alpha.masked_fill(alpha >= ALPHA_MAX, 0.0)
+                alpha = alpha - F.threshold(alpha, _BELOW_ALPHA_MAX, 0.0)
             neg_grad_sigma = grad_alpha.mul_(alpha)  # dL/dsigma = -alpha dL/dalpha
 
             g0, gx, gy, gxx, gxy, gyy = torch.matmul(basis, neg_grad_sigma).neg_().unbind(1)  # each [Tc, M]
