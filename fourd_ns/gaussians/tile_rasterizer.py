@@ -39,8 +39,8 @@ ALPHA_MAX = 0.999
 TRANSMITTANCE_MIN = 1e-4
 # Masks are applied with F.threshold (keeps x > t), which is many times faster on CPU than boolean masking; these
 # are the float32 numbers just below gsplat's inclusive limits, so "x > t" means "x >= limit" exactly.
-_BELOW_ALPHA_MIN = torch.nextafter(torch.tensor(ALPHA_MIN), torch.tensor(0.0)).item()
-_BELOW_ALPHA_MAX = torch.nextafter(torch.tensor(ALPHA_MAX), torch.tensor(0.0)).item()
+_BELOW_ALPHA_MIN = torch.nextafter(torch.tensor(ALPHA_MIN, dtype=torch.float32), torch.tensor(0.0)).item()
+_BELOW_ALPHA_MAX = torch.nextafter(torch.tensor(ALPHA_MAX, dtype=torch.float32), torch.tensor(0.0)).item()
 _BELOW_ZERO = -torch.finfo(torch.float32).tiny
 
 
