@@ -58,7 +58,8 @@ def rasterize(
     Returns:
         ``render [C, H, W, X]``, ``alpha [C, H, W, 1]`` and ``info`` with ``means2d`` (the tensor the render depends
         on, so ``DefaultStrategy`` can read its gradient), ``radii``, ``depths``, ``conics``, ``opacities``,
-        ``gaussian_ids`` (None), ``camera_ids`` (None), ``width``, ``height``, ``n_cameras``, ``tile_size``.
+        ``gaussian_ids`` (None), ``camera_ids`` (None), ``width``, ``height``, ``n_cameras``, ``tile_size``; the torch
+        backend adds ``n_intersections``. With ``absgrad`` the backward also sets ``info["means2d"].absgrad``.
     """
     if backend == "gsplat" or (backend == "auto" and means.is_cuda):
         from gsplat.rendering import rasterization  # CUDA-only; imported lazily so CPU runs never touch it
