@@ -78,7 +78,7 @@ class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     """Time in [0, 1] at which `ns-export gaussian-splat` writes the Gaussians; None writes the canonical set.
     The FOURD_EXPORT_TIME environment variable overrides it."""
     use_absgrad: bool = False
-    """Densify from absolute 2D gradients (only the gsplat CUDA backward provides them; ignored on CPU)."""
+    """Densify from absolute 2D gradients (both backends provide them); Deformable-3DGS uses plain gradients."""
     num_downscales: int = 0
     """Train at 1/2^d resolution at first, doubling every `resolution_schedule` steps (0: full resolution)."""
     background_color: Literal["random", "black", "white"] = "black"
@@ -337,7 +337,7 @@ class DeformableSplatfactoModel(SplatfactoModel):
             sh_degree=sh_degree,
             render_mode=render_mode,
             rasterize_mode=self.config.rasterize_mode,
-            absgrad=self.strategy.absgrad and gaussians.means.is_cuda,
+            absgrad=self.strategy.absgrad,
             packed=False,
         )
         if self.training:
@@ -351,11 +351,6 @@ class DeformableSplatfactoModel(SplatfactoModel):
         if background.shape[0] == 3 and not self.training:
             background = background.expand(H, W, 3)
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
-
-    def step_post_backward(self, step: int) -> None:
-        if self.strategy.absgrad and not self.gauss_params["means"].is_cuda:
-            self.strategy.absgrad = False  # only gsplat's CUDA backward fills means2d.absgrad
-        super().step_post_backward(step)
 
     # ---------------------------------------------------------------- evaluation
     def get_image_metrics_and_images(
