@@ -54,6 +54,7 @@ def run_scene(scene_name: str, iterations: int, device: str, output_dir: Path) -
         generate_scene(scene_name, scene)
     args = train_args(scene, output_dir, iterations, device)
     config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
+    config.pipeline.datamanager.data = config.data  # what ns-train's main() does with its --data alias
     config.set_timestamp()
     config.save_config()
     trainer = config.setup(local_rank=0, world_size=1)
