@@ -19,6 +19,14 @@ from torch import Tensor
 from nerfstudio.utils.rich_utils import CONSOLE
 
 BackboneName = Literal["alex", "vgg", "squeeze"]
+_WARNED: set = set()
+"""Reasons already printed in this process: one warning per missing file, however many models are built."""
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        CONSOLE.print(f"[bold yellow]{message}")
 
 
 def backbone_weights_path(net_type: BackboneName) -> Path:
@@ -56,8 +64,8 @@ class LazyLPIPS:
         path = backbone_weights_path(self.net_type)
         if not path.is_file():
             self._unavailable_reason = f"backbone weights not found at {path}"
-            CONSOLE.print(
-                f"[bold yellow]LPIPS ({self.net_type}) is unavailable: {path} does not exist and weights are never "
+            _warn_once(
+                f"LPIPS ({self.net_type}) is unavailable: {path} does not exist and weights are never "
                 f"downloaded. Copy that file there (or set TORCH_HOME) to get LPIPS; PSNR and SSIM are unaffected."
             )
             return None
@@ -67,7 +75,7 @@ class LazyLPIPS:
             self._metric = LearnedPerceptualImagePatchSimilarity(net_type=self.net_type, normalize=True)
         except Exception as error:  # a truncated or wrong file: say so once and keep training/evaluating
             self._unavailable_reason = f"could not load {path}: {error}"
-            CONSOLE.print(f"[bold yellow]LPIPS ({self.net_type}) is unavailable: {self._unavailable_reason}")
+            _warn_once(f"LPIPS ({self.net_type}) is unavailable: {self._unavailable_reason}")
             return None
         return self._metric
 
