@@ -97,6 +97,14 @@ def test_dis_odd_size_and_narrow_channels():
     assert emb.flow_forward.shape == (2, 2, 36, 60)
 
 
+def test_single_frame_and_uint8_input():
+    frames = (translating_frames(1, 16, 24) * 255).round().to(torch.uint8)
+    emb = compute_flow_embeddings(frames.numpy(), [0.3], DISFlowBackend(channels=8))
+    assert emb.past.shape == (1, 8, 2, 3) and emb.past.abs().sum() == 0 and emb.future.abs().sum() == 0
+    assert emb.has_past.tolist() == [False] and emb.has_future.tolist() == [False]
+    assert emb.nearest(0.9) == 0
+
+
 def test_nearest_and_time_order():
     emb = FlowEmbeddings(
         past=torch.zeros(4, 1, 1, 1),
@@ -194,8 +202,20 @@ def test_explicit_raft_without_weights_names_the_path(tmp_path, monkeypatch):
     assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints" / RAFT_FILES["raft_small"]) in str(error.value)
     assert "weights_path" in str(error.value)
     missing = tmp_path / "nowhere" / "raft.pth"
-    with pytest.raises(FileNotFoundError, match=str(missing)):
-        select_flow_backend(FlowEmbeddingConfig(backend="raft_large", weights_path=missing))
+    for backend in ("raft_large", "auto"):  # a mistyped path is reported even in auto mode
+        with pytest.raises(FileNotFoundError, match=str(missing)):
+            select_flow_backend(FlowEmbeddingConfig(backend=backend, weights_path=missing))
+
+
+def test_config_parses_as_a_tyro_cli(tmp_path):
+    import tyro
+
+    config = tyro.cli(
+        FlowEmbeddingConfig,
+        args=["--backend", "raft_small", "--weights-path", str(tmp_path / "w.pth"), "--embedding-channels", "64"],
+    )
+    assert config.backend == "raft_small" and config.weights_path == tmp_path / "w.pth"
+    assert config.embedding_channels == 64 and config.num_flow_updates == 12
 
 
 # ---------------------------------------------------------------------------------------------------- cache

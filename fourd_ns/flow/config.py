@@ -2,8 +2,9 @@
 
 ``auto`` prefers RAFT-large whenever its weights are on disk, since FLAG-4D was designed around learned flow
 features, and otherwise falls back to DIS so that training never stops for a missing checkpoint; the console says
-which backend runs and why. Asking for RAFT explicitly without weights is an error, because silently substituting a
-different backend would change the model's inputs behind the user's back.
+which backend runs and why. Asking for RAFT explicitly without weights, or giving a ``weights_path`` that does not
+exist, is an error, because silently substituting a different backend would change the model's inputs behind the
+user's back.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class FlowEmbeddingConfig(PrintableConfig):
 
     backend: Literal["auto", "raft_large", "raft_small", "dis"] = "auto"
     """Flow backend: 'raft_large' / 'raft_small' (torchvision RAFT, needs weights), 'dis' (OpenCV DIS, no weights),
-    or 'auto' = raft_large if its weights are found (weights_path or the torch hub cache), else dis."""
+    or 'auto' = raft_large if its weights are found in the torch hub cache (or at weights_path, which must then
+    exist), else dis."""
     weights_path: Optional[Path] = None
     """Local RAFT weights file (a torchvision state dict). If unset, the file torchvision caches under
     torch.hub.get_dir()/checkpoints/ is used when present. Nothing is ever downloaded."""
@@ -52,7 +54,8 @@ def select_flow_backend(config: FlowEmbeddingConfig) -> FlowBackend:
     variant = "raft_large" if config.backend == "auto" else config.backend
     weights_file, looked_at = find_raft_weights(variant, config.weights_path)
     if weights_file is None:
-        if config.backend != "auto":
+        # An explicit path that does not exist is a mistake to report, not a reason to switch backends quietly.
+        if config.backend != "auto" or config.weights_path is not None:
             raise FileNotFoundError(missing_weights_message(variant, looked_at))
         CONSOLE.log(
             f"Optical flow: RAFT weights not found at {', '.join(str(p) for p in looked_at)}: using the DIS fallback "
