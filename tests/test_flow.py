@@ -174,6 +174,11 @@ def test_auto_uses_raft_large_from_hub_cache(raft_checkpoints, tmp_path, monkeyp
     assert torch.equal(expected.flow, actual.flow) and torch.equal(expected.embedding, actual.embedding)
 
 
+def test_raft_needs_at_least_one_update():
+    with pytest.raises(ValueError, match="num_flow_updates"):
+        RAFTFlowBackend(raft_small(weights=None), "raft_small", None, num_flow_updates=0, device="cpu")
+
+
 def test_fit_channels_truncates_or_zero_pads():
     features = torch.arange(3 * 2 * 2, dtype=torch.float32).reshape(3, 2, 2)
     assert torch.equal(fit_channels(features, 2), features[:2])

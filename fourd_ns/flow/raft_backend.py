@@ -104,6 +104,9 @@ class RAFTFlowBackend(FlowBackend):
         num_flow_updates: int = 12,
         device: Optional[str] = None,
     ) -> None:
+        if num_flow_updates < 1:
+            raise ValueError(f"num_flow_updates must be at least 1 (got {num_flow_updates}): the embedding is the "
+                             "hidden state after the last update.")
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         self.name = variant
