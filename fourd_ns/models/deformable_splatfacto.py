@@ -19,6 +19,7 @@ Subclasses implement :meth:`DeformableSplatfactoModel.deformation_at` and :meth:
 
 from __future__ import annotations
 
+import abc
 import math
 import os
 from dataclasses import dataclass, field
@@ -85,8 +86,8 @@ class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     """Background composited behind the Gaussians."""
 
 
-class DeformableSplatfactoModel(SplatfactoModel):
-    """Splatfacto with canonical Gaussians deformed to the time of each camera."""
+class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
+    """Splatfacto with canonical Gaussians deformed to the time of each camera (abstract: subclasses supply the field)."""
 
     config: DeformableSplatfactoModelConfig
 
@@ -152,9 +153,9 @@ class DeformableSplatfactoModel(SplatfactoModel):
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.config.scene_scale)
         self.populate_deformation()
 
+    @abc.abstractmethod
     def populate_deformation(self) -> None:
         """Build the deformation network(s); called at the end of ``populate_modules``."""
-        raise NotImplementedError(f"{type(self).__name__} must build its deformation field")
 
     def _initial_means(self) -> Float[Tensor, "N 3"]:
         if self.seed_points is not None and not self.config.random_init and self.seed_points[0].shape[0] > 0:
@@ -184,9 +185,9 @@ class DeformableSplatfactoModel(SplatfactoModel):
         return features_dc, torch.zeros(num_points, dim_sh - 1, 3)
 
     # ---------------------------------------------------------------- parameters
+    @abc.abstractmethod
     def deformation_param_groups(self) -> Dict[str, List[Parameter]]:
         """Parameter groups of the deformation network(s); each needs an optimizer entry in the method config."""
-        raise NotImplementedError(f"{type(self).__name__} must name its deformation parameter groups")
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = super().get_param_groups()
@@ -221,9 +222,9 @@ class DeformableSplatfactoModel(SplatfactoModel):
             optimizers.parameters[name] = [param]
 
     # ---------------------------------------------------------------- deformation
+    @abc.abstractmethod
     def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
         """Offsets of every Gaussian at ``times`` (the subclass's deformation field)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement deformation_at")
 
     def deformation_active(self) -> bool:
         if self.training:
