@@ -9,6 +9,15 @@ import torch
 
 from fourd_ns.deformation.flag4d_gmn import GlobalMotionNetwork
 from fourd_ns.deformation.flag4d_idn import InstantaneousDeformationNetwork, deformation_to_vector
+from fourd_ns.deformation.flag4d_losses import (
+    depth_loss,
+    knn_graph,
+    local_rigidity_loss,
+    mutual_learning_loss,
+    mutual_learning_terms,
+    quaternion_to_rotation,
+    smooth_opacity_update,
+)
 
 N, W, C, R, D = 6, 4, 8, 16, 16
 
@@ -36,7 +45,7 @@ def canonical(num: int = N):
     return means, quats, scales
 
 
-def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise_std: float = 0.0):
+def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise_std: float = 0.0, isolated: bool = False):
     means, quats, scales = canonical()
     times = torch.full((N, 1), 0.3)
     idn_out = idn(means, times, window_step=0.1)
@@ -44,7 +53,7 @@ def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise_std: float = 0.0):
     projections = torch.rand(N, 2) * 2 - 1
     gmn_out = gmn(
         means, quats, scales, idn_out.representation, deformation_to_vector(idn_out.forecast), past, future, 0.3,
-        projections=projections, time_noise_std=time_noise_std,
+        projections=projections, time_noise_std=time_noise_std, with_isolated_prediction=isolated,
     )  # fmt: skip
     return idn_out, gmn_out
 
@@ -112,3 +121,137 @@ def test_local_tokens_sample_the_cell_under_the_projection() -> None:
     tokens = gmn.alignment._local_tokens(feature_map, projection)
     assert tokens.shape == (1, 1, 2)
     assert torch.allclose(tokens[0, 0], feature_map[:, 1, 2])
+
+
+# ---------------------------------------------------------------- losses
+
+
+def _grads_nonzero(module: torch.nn.Module) -> bool:
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_mutual_loss_routes_each_term_to_one_network_only() -> None:
+    idn, gmn = tiny_idn(), tiny_gmn()
+    visible = torch.tensor([True, False, True, True, False, True])
+    for term_index, trained, frozen in [(0, gmn, idn), (1, idn, gmn)]:
+        idn.zero_grad(set_to_none=True)
+        gmn.zero_grad(set_to_none=True)
+        idn_out, gmn_out = run_both(idn, gmn, time_noise_std=0.01, isolated=True)
+        # the isolated prediction has the values of the attached one (shared time noise and motion map)
+        assert torch.allclose(
+            deformation_to_vector(gmn_out.isolated_deformation), deformation_to_vector(gmn_out.deformation), atol=1e-6
+        )
+        terms = mutual_learning_terms(
+            deformation_to_vector(idn_out.forecast), deformation_to_vector(gmn_out.isolated_deformation), visible
+        )
+        terms[term_index].backward()
+        assert _grads_nonzero(trained)
+        assert not _grads_nonzero(frozen)
+    # the attached prediction (used for rendering) would leak term 1 into the IDN through the GMN's conditioning
+    idn.zero_grad(set_to_none=True)
+    idn_out, gmn_out = run_both(idn, gmn)
+    gmn_term, _ = mutual_learning_terms(
+        deformation_to_vector(idn_out.forecast), deformation_to_vector(gmn_out.deformation), visible
+    )
+    gmn_term.backward()
+    assert _grads_nonzero(idn)
+    # the full loss is the weighted sum of both terms
+    idn_out, gmn_out = run_both(idn, gmn)
+    a, b = deformation_to_vector(idn_out.forecast), deformation_to_vector(gmn_out.deformation)
+    gmn_term, idn_term = mutual_learning_terms(a, b, visible)
+    assert torch.allclose(mutual_learning_loss(a, b, visible, weight=0.5), 0.5 * (gmn_term + idn_term))
+
+
+def test_mutual_loss_only_counts_visible_gaussians() -> None:
+    idn_pred = torch.randn(5, 10, requires_grad=True)
+    gmn_pred = torch.randn(5, 10, requires_grad=True)
+    visible = torch.tensor([True, False, True, False, False])
+    loss = mutual_learning_loss(idn_pred, gmn_pred, visible)
+    expected = 2 * (idn_pred[visible] - gmn_pred[visible]).square().sum(-1).mean()
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert torch.all(idn_pred.grad[~visible] == 0) and torch.all(gmn_pred.grad[~visible] == 0)
+    assert idn_pred.grad[visible].abs().sum() > 0 and gmn_pred.grad[visible].abs().sum() > 0
+    none_visible = mutual_learning_loss(idn_pred, gmn_pred, torch.zeros(5, dtype=torch.bool))
+    assert none_visible.item() == 0.0
+
+
+def _random_rotation(generator: torch.Generator) -> tuple:
+    quat = torch.nn.functional.normalize(torch.randn(4, generator=generator), dim=0)
+    return quat, quaternion_to_rotation(quat)
+
+
+def _quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    aw, ax, ay, az = a.unbind(-1)
+    bw, bx, by, bz = b.unbind(-1)
+    return torch.stack(
+        [aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+         aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw],
+        dim=-1,
+    )  # fmt: skip
+
+
+def test_rigidity_loss_is_zero_for_rigid_motion_and_positive_otherwise() -> None:
+    generator = torch.Generator().manual_seed(1)
+    points = torch.randn(40, 3, generator=generator, dtype=torch.float64)
+    quats = torch.nn.functional.normalize(torch.randn(40, 4, generator=generator, dtype=torch.float64), dim=-1)
+    indices, weights = knn_graph(points, num_neighbours=5, distance_falloff=0.5)
+    quat, rotation = _random_rotation(generator)
+    quat, rotation = quat.double(), rotation.double()
+    translation = torch.randn(3, generator=generator, dtype=torch.float64)
+    moved = points @ rotation.T + translation
+    moved_quats = _quat_multiply(quat.expand(40, 4), quats)  # R_{i,t} = R · R_{i,t−1}
+    rigid = local_rigidity_loss(points, moved, quats, moved_quats, indices, weights)
+    assert rigid.abs().item() <= 1e-6
+    bent = moved.clone()
+    bent[:, 0] = bent[:, 0] * 1.5  # anisotropic stretch: not a rigid motion
+    assert local_rigidity_loss(points, bent, quats, moved_quats, indices, weights).item() > 1e-3
+
+
+def test_knn_weights_follow_the_documented_formula() -> None:
+    points = torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.3, 0.0], [1.0, 1.0, 1.0]])
+    indices, weights = knn_graph(points, num_neighbours=2, distance_falloff=20.0, chunk_size=3)
+    assert indices[0].tolist() == [1, 2]
+    assert torch.allclose(weights[0], torch.exp(-20.0 * torch.tensor([0.01, 0.09])))
+    assert indices[1].tolist() == [0, 2]
+    assert torch.allclose(weights[1], torch.exp(-20.0 * torch.tensor([0.01, 0.1])))
+    # hand-computed Eq. 10–11: identity rotations, neighbour 1 of point 0 moves by +0.2 in x
+    identity = torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(4, 4)
+    moved = points.clone()
+    moved[1, 0] += 0.2
+    loss = local_rigidity_loss(points, moved, identity, identity, indices, weights)
+    # offsets change by 0.2 for pairs (0→1), (1→0), (2→1 if neighbour), ...
+    manual = 0.0
+    for i in range(4):
+        for slot in range(2):
+            j = indices[i, slot]
+            manual += weights[i, slot] * torch.linalg.norm((points[j] - points[i]) - (moved[j] - moved[i]))
+    assert torch.allclose(loss, manual / 8)
+
+
+def test_depth_loss_is_scale_and_shift_invariant() -> None:
+    torch.manual_seed(0)
+    depth = torch.rand(6, 5, 1) * 3 + 1
+    prior = torch.rand(6, 5, 1)
+    loss = depth_loss(depth, prior)
+    assert loss.item() > 0
+    assert torch.allclose(depth_loss(depth, 4.0 * prior + 2.5), loss, atol=1e-6)
+    assert depth_loss(2.0 * prior + 7.0, prior).item() <= 1e-6
+    # hand-computed: rendered [1, 2, 3] → [0, .5, 1]; prior [0, 1, 1] → L1 mean = (0 + .5 + 0) / 3
+    assert torch.allclose(depth_loss(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.0, 1.0, 1.0]), weight=2.0),
+                          torch.tensor(2 * 0.5 / 3))  # fmt: skip
+    mask = torch.ones(6, 5, 1, dtype=torch.bool)
+    mask[0] = False
+    masked_depth = depth.clone()
+    masked_depth[0] = 100.0  # outside the mask: ignored by min/max and by the mean
+    assert torch.allclose(depth_loss(masked_depth, prior, mask), depth_loss(depth[1:], prior[1:]), atol=1e-6)
+
+
+def test_smooth_opacity_update_matches_eq8() -> None:
+    logits = torch.tensor([[0.0], [-10.0], [math.log(0.9 / 0.1)]])
+    updated = smooth_opacity_update(logits, decay=0.001, min_opacity=0.01, max_opacity=1.0)
+    expected = torch.tensor([[math.log(0.499 / 0.501)], [math.log(0.01 / 0.99)], [math.log(0.899 / 0.101)]])
+    assert torch.allclose(updated, expected, atol=1e-5)
+    capped = smooth_opacity_update(torch.tensor([[5.0]]), decay=0.0, min_opacity=0.01, max_opacity=0.5)
+    assert torch.allclose(capped, torch.tensor([[0.0]]), atol=1e-6)
+    assert torch.isfinite(smooth_opacity_update(torch.tensor([[30.0]]), decay=0.0)).all()

@@ -36,6 +36,12 @@ Choices where the paper is silent:
   the shared tokens. Either part can be disabled (``pooled_grid=None`` or ``local_window=0``).
 - **Projections** are ``(x, y)`` in [−1, 1] over the flow map, −1 the left/top image edge
   (``grid_sample`` with ``align_corners=False``); outside the image the border tokens are used.
+- **Stop-gradient of Eq. 7 through the GMN's conditioning.** The GMN's prediction depends on the IDN's outputs
+  (``δθ_rep``, ``δθ_t``), so even with ``sg(δθ^IDN)`` as target, the first term of Eq. 7 would push gradients into
+  the IDN through the GMN's inputs. ``forward(..., with_isolated_prediction=True)`` also returns the same prediction
+  computed from *detached* IDN inputs (same values, shared motion map and time noise, the per-Gaussian part run on a
+  2N batch); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
+  both networks while Eq. 7's first term trains only the GMN.
 - **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: one N(0, 1) scalar per call, times
   ``time_noise_std`` (the caller anneals it and passes 0 at evaluation), added to t before the NeRF frequency
   encoding (10 frequencies).
@@ -53,7 +59,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from fourd_ns.deformation.encodings import FrequencyEncoding
-from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, vector_to_deformation
+from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, deformation_to_vector, vector_to_deformation
 from fourd_ns.deformation.mlp_field import Deformation
 
 
@@ -240,6 +246,8 @@ class GMNOutput:
     """Final offsets ``δθ^GMN`` from the canonical Gaussians."""
     attention_weights: Float[Tensor, "N H K"]
     """CDA attention weights; K ≤ ``max_tokens_per_gaussian``."""
+    isolated_deformation: Optional[Deformation] = None
+    """The same prediction from detached IDN inputs (``with_isolated_prediction``), for Eq. 7's GMN term."""
 
 
 class GlobalMotionNetwork(nn.Module):
@@ -312,6 +320,7 @@ class GlobalMotionNetwork(nn.Module):
         time: float,
         projections: Optional[Float[Tensor, "N 2"]] = None,
         time_noise_std: float = 0.0,
+        with_isolated_prediction: bool = False,
     ) -> GMNOutput:
         """Final deformation of the canonical Gaussians at time ``time``.
 
@@ -323,16 +332,25 @@ class GlobalMotionNetwork(nn.Module):
             time: normalised time t of the frame.
             projections: ``[N, 2]`` in [−1, 1] over the flow map; required when ``local_window > 0``.
             time_noise_std: std of the scalar Gaussian noise added to t for ``S(t)`` (0 at evaluation).
+            with_isolated_prediction: also return ``isolated_deformation`` (module docstring).
         """
         if forecast.shape[-1] != DEFORMATION_DIM:
             raise ValueError(f"forecast must have {DEFORMATION_DIM} channels [Δx, Δq, Δs], got {forecast.shape}")
         num = canonical_means.shape[0]
         motion_map = self.temporal_fusion(past_flow, future_flow, time)
+        copies = 2 if with_isolated_prediction else 1
+        if with_isolated_prediction:
+            representation = torch.cat([representation, representation.detach()])
+            forecast = torch.cat([forecast, forecast.detach()])
+            canonical_means, canonical_quats, canonical_scales = (
+                x.repeat(2, 1) for x in (canonical_means, canonical_quats, canonical_scales)
+            )
+            projections = projections.repeat(2, 1) if projections is not None else None
         query = self.unified_query(representation, canonical_means, canonical_quats, canonical_scales)
         scene_motion, weights = self.alignment(query, motion_map, projections)
 
         noise = torch.randn((), device=canonical_means.device) * time_noise_std if time_noise_std > 0 else 0.0
-        noisy_times = torch.full((num, 1), float(time), device=canonical_means.device) + noise
+        noisy_times = torch.full((copies * num, 1), float(time), device=canonical_means.device) + noise
         step = vector_to_deformation(forecast)
         deformation = self.refinement(
             noisy_times,
@@ -341,4 +359,7 @@ class GlobalMotionNetwork(nn.Module):
             canonical_scales.detach() + step.d_scales,
             scene_motion,
         )
-        return GMNOutput(deformation=deformation, attention_weights=weights)
+        if not with_isolated_prediction:
+            return GMNOutput(deformation=deformation, attention_weights=weights)
+        attached, isolated = (vector_to_deformation(part) for part in deformation_to_vector(deformation).split(num))
+        return GMNOutput(deformation=attached, attention_weights=weights[:num], isolated_deformation=isolated)
