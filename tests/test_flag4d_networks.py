@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from fourd_ns.geometry.rotations import quat_to_rotmat
 from fourd_ns.deformation.flag4d_gmn import GlobalMotionNetwork
 from fourd_ns.deformation.flag4d_idn import InstantaneousDeformationNetwork, deformation_to_vector
 from fourd_ns.deformation.flag4d_losses import (
@@ -15,7 +16,6 @@ from fourd_ns.deformation.flag4d_losses import (
     local_rigidity_loss,
     mutual_learning_loss,
     mutual_learning_terms,
-    quaternion_to_rotation,
     smooth_opacity_update,
 )
 
@@ -178,7 +178,7 @@ def test_mutual_loss_only_counts_visible_gaussians() -> None:
 
 def _random_rotation(generator: torch.Generator) -> tuple:
     quat = torch.nn.functional.normalize(torch.randn(4, generator=generator), dim=0)
-    return quat, quaternion_to_rotation(quat)
+    return quat, quat_to_rotmat(quat)
 
 
 def _quat_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,6 @@ loss goes down, the viewer's time reaches the render, resume keeps densifying, e
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,6 @@ It applies gsplat's tile culling as a per-pixel mask (a Gaussian only reaches th
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import pytest
 import torch

@@ -22,9 +22,10 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from fourd_ns.geometry.rotations import quat_to_rotmat
 
 
 def mutual_learning_terms(
@@ -125,20 +126,6 @@ def knn_graph(
     return torch.cat(indices), torch.exp(-distance_falloff * sq)
 
 
-def quaternion_to_rotation(quats: Float[Tensor, "*batch 4"]) -> Float[Tensor, "*batch 3 3"]:
-    """Rotation matrices from (unnormalised) wxyz quaternions."""
-    w, x, y, z = torch.unbind(F.normalize(quats, dim=-1), dim=-1)
-    rot = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    )  # fmt: skip
-    return rot.reshape(quats.shape[:-1] + (3, 3))
-
-
 def local_rigidity_loss(
     means_previous: Float[Tensor, "N 3"],
     means_current: Float[Tensor, "N 3"],
@@ -155,7 +142,7 @@ def local_rigidity_loss(
     num, k = neighbour_indices.shape
     offsets_previous = means_previous[neighbour_indices] - means_previous[:, None, :]  # [N, k, 3]
     offsets_current = means_current[neighbour_indices] - means_current[:, None, :]
-    relative = quaternion_to_rotation(quats_previous) @ quaternion_to_rotation(quats_current).transpose(-1, -2)
+    relative = quat_to_rotmat(quats_previous) @ quat_to_rotmat(quats_current).transpose(-1, -2)
     predicted_previous = torch.einsum("nab,nkb->nka", relative, offsets_current)
     residual = torch.linalg.norm(offsets_previous - predicted_previous, dim=-1)  # [N, k]
     return weight * (neighbour_weights * residual).sum() / max(k * num, 1)
