@@ -31,18 +31,11 @@ def render_time_sweep(model: Model, camera: Cameras, times: Sequence[float], wit
 
 
 def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 12) -> Path:
-    """Write an MP4 with the ffmpeg binary shipped by imageio-ffmpeg; fall back to a GIF if there is none."""
+    """Write an MP4 with the ffmpeg binary that the imageio-ffmpeg wheel (a dependency) ships."""
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # libx264 needs even sizes; pad by one pixel instead of resampling.
     padded = [np.pad(f, ((0, f.shape[0] % 2), (0, f.shape[1] % 2), (0, 0)), mode="edge") for f in frames]
-    try:
-        import imageio_ffmpeg  # noqa: F401  (the plugin imageio uses for .mp4)
-
-        imageio.mimwrite(path, padded, fps=fps, macro_block_size=1)
-        return path
-    except ImportError:
-        gif = path.with_suffix(".gif")
-        imageio.mimwrite(gif, padded, duration=1.0 / fps)
-        return gif
+    imageio.mimwrite(path, padded, fps=fps, macro_block_size=1)
+    return path

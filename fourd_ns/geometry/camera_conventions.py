@@ -35,6 +35,21 @@ def c2w_opengl_to_nerfies(
     return rotation_c2w.transpose(-1, -2), c2w[..., :3, 3]
 
 
+def viewmat_from_nerfstudio_c2w(camera_to_world: Float[Tensor, "C 3 4"]) -> Float[Tensor, "C 4 4"]:
+    """gsplat's world-to-camera view matrix (OpenCV camera axes) from nerfstudio camera-to-world poses (OpenGL).
+
+    Same result as ``nerfstudio.models.splatfacto.get_viewmat`` but not wrapped in ``torch.compile``, which on a
+    CPU costs a ~15 s C++ build at the first call.
+    """
+    rotation = camera_to_world[:, :3, :3] * _OPENCV_TO_OPENGL.to(camera_to_world)
+    rotation_inv = rotation.transpose(1, 2)
+    viewmat = torch.zeros(camera_to_world.shape[0], 4, 4, device=camera_to_world.device, dtype=camera_to_world.dtype)
+    viewmat[:, :3, :3] = rotation_inv
+    viewmat[:, :3, 3:4] = -torch.bmm(rotation_inv, camera_to_world[:, :3, 3:4])
+    viewmat[:, 3, 3] = 1.0
+    return viewmat
+
+
 def normalise_points(
     points: Float[Tensor, "*batch 3"], center: Float[Tensor, "3"], scale: float
 ) -> Float[Tensor, "*batch 3"]:

@@ -48,7 +48,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.gaussians.rasterize import rasterize
-from fourd_ns.geometry.viewmat import viewmat_from_nerfstudio_c2w
+from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
 from fourd_ns.metrics.lpips import LazyLPIPS
 
 EXPORT_TIME_ENV = "FOURD_EXPORT_TIME"

@@ -20,7 +20,7 @@ class RenderTimeSweep:
     load_config: Path
     """config.yml of a trained run (as for ns-eval / ns-render)."""
     output: Path = Path("time_sweep.mp4")
-    """Output video (.mp4; a .gif is written instead if no ffmpeg is available)."""
+    """Output video (.mp4)."""
     split: Literal["train", "test"] = "test"
     """Take the camera from the training or the test split."""
     camera_index: int = 0
