@@ -147,3 +147,32 @@ def test_export_time_deforms_the_exported_gaussians(trained_deform4d, monkeypatc
     with pytest.raises(ValueError, match="FOURD_EXPORT_TIME"):
         _ = model.means
     model.train()
+
+
+def test_gaussians_at_composes_offsets_like_deformable_3dgs(trained_deform4d, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Δx is added to the means, Δq to the normalised quaternion, Δs to the activated scale; the optional opacity and
+    colour offsets go to the opacity logits and the DC coefficients."""
+    from fourd_ns.deformation.mlp_field import Deformation
+
+    _, trainer, _, _ = trained_deform4d
+    model = trainer.pipeline.model
+    model.eval()
+    n = model.num_points
+    offsets = Deformation(
+        d_means=torch.full((n, 3), 0.1),
+        d_quats=torch.full((n, 4), 0.2),
+        d_scales=torch.full((n, 3), 0.3),
+        d_opacities=torch.full((n, 1), 0.4),
+        d_colors=torch.full((n, 3), 0.5),
+    )
+    monkeypatch.setattr(model, "deformation_at", lambda means, times: offsets)
+    canonical = model.canonical_gaussians()
+    deformed = model.gaussians_at(0.5)
+    model.train()
+    params = model.gauss_params
+    assert torch.allclose(deformed.means, params["means"] + 0.1)
+    assert torch.allclose(deformed.quats, params["quats"] / params["quats"].norm(dim=-1, keepdim=True) + 0.2)
+    assert torch.allclose(deformed.scales, torch.exp(params["scales"]) + 0.3)
+    assert torch.allclose(deformed.opacities, torch.sigmoid(params["opacities"] + 0.4).squeeze(-1))
+    assert torch.allclose(deformed.features[:, 0], params["features_dc"] + 0.5)
+    assert torch.equal(deformed.features[:, 1:], canonical.features[:, 1:])

@@ -32,14 +32,6 @@ class Deformation:
     d_opacities: Optional[Float[Tensor, "N 1"]] = None
     d_colors: Optional[Float[Tensor, "N 3"]] = None
 
-    @classmethod
-    def zeros(cls, num: int, device: torch.device) -> "Deformation":
-        return cls(
-            d_means=torch.zeros(num, 3, device=device),
-            d_quats=torch.zeros(num, 4, device=device),
-            d_scales=torch.zeros(num, 3, device=device),
-        )
-
 
 class DeformationMLP(nn.Module):
     """MLP deformation field ``(x, t) → (Δx, Δq, Δs)``."""
