@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import time
 from pathlib import Path
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
@@ -24,59 +22,13 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
-
-
-def train_args(scene: Path, output_dir: Path, iterations: int, device: str) -> list[str]:
-    """The ns-train arguments of the quickstart, for any synthetic scene."""
-    return [
-        "deform4d", "--data", str(scene), "--machine.device-type", device, "--vis", "tensorboard",
-        "--viewer.quit-on-train-completion", "True", "--output-dir", str(output_dir),
-        "--experiment-name", "benchmark", "--timestamp", scene.name,
-        "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
-        "--steps-per-eval-all-images", "1000000",
-        *SCHEDULE_ARGS.read_text().split(),
-        "nerfies-data", "--downscale-factor", "2",
-    ]  # fmt: skip
+from benchmarks.train_eval import ROOT, ensure_scene, train_and_evaluate, train_args  # noqa: E402
 
 
 def run_scene(scene_name: str, iterations: int, device: str, output_dir: Path) -> dict:
-    import tyro
-
-    from fourd_ns.synthetic.generate import generate_scene
-    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
-    from nerfstudio.utils.eval_utils import eval_setup
-
-    scene = ROOT / "data" / "synth" / scene_name
-    if not (scene / "dataset.json").exists():
-        generate_scene(scene_name, scene)
-    args = train_args(scene, output_dir, iterations, device)
-    config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
-    config.pipeline.datamanager.data = config.data  # what ns-train's main() does with its --data alias
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    start = time.perf_counter()
-    trainer.train()
-    train_seconds = time.perf_counter() - start
-    num_gaussians = trainer.pipeline.model.num_points
-    del trainer
-    _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
-    metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
-    return {
-        "scene": scene_name,
-        "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", ""),
-        "psnr": metrics["psnr"],
-        "ssim": metrics["ssim"],
-        "lpips": metrics.get("lpips"),
-        "num_test_views": len(pipeline.datamanager.eval_dataset),
-        "train_seconds": train_seconds,
-        "iterations_per_second": iterations / train_seconds,
-        "gaussians": num_gaussians,
-    }
+    scene = ensure_scene(scene_name)
+    row = train_and_evaluate(train_args("deform4d", scene, output_dir, iterations, device, scene_name))
+    return {"scene": scene_name, **row}
 
 
 def main() -> None:

@@ -255,3 +255,25 @@ def test_smooth_opacity_update_matches_eq8() -> None:
     capped = smooth_opacity_update(torch.tensor([[5.0]]), decay=0.0, min_opacity=0.01, max_opacity=0.5)
     assert torch.allclose(capped, torch.tensor([[0.0]]), atol=1e-6)
     assert torch.isfinite(smooth_opacity_update(torch.tensor([[30.0]]), decay=0.0)).all()
+
+
+def test_gathered_bilinear_sampling_matches_grid_sample_values_and_gradients() -> None:
+    from fourd_ns.deformation.flag4d_gmn import bilinear_sample_border
+
+    generator = torch.Generator().manual_seed(3)
+    feature_map = torch.randn(5, 7, 9, generator=generator, requires_grad=True)
+    # inside, on cell centres, on the edges and far outside (border padding clamps)
+    points = torch.rand(11, 4, 2, generator=generator) * 3.0 - 1.5
+    points[0, 0] = torch.tensor([-1.0, -1.0])
+    points[0, 1] = torch.tensor([1.0, 1.0])
+    points[0, 2] = torch.tensor([(2 + 0.5) / 9 * 2 - 1, (3 + 0.5) / 7 * 2 - 1])
+    ours = bilinear_sample_border(feature_map, points)
+    reference = torch.nn.functional.grid_sample(
+        feature_map[None], points[None], mode="bilinear", padding_mode="border", align_corners=False
+    )[0].permute(1, 2, 0)
+    assert ours.shape == (11, 4, 5)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    weights = torch.randn(11, 4, 5, generator=generator)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feature_map)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), feature_map)
+    assert torch.allclose(grad_ours, grad_reference, atol=1e-5)

@@ -4,6 +4,9 @@ With more than 500 training images nerfstudio switches its image cache to ``"cpu
 ``Tensor.pin_memory()``; on a CUDA build of torch without a driver that raises "Found no NVIDIA driver". When the
 datamanager's device is the CPU the images already live in host memory, so we cache them on ``self.device`` instead
 and skip pinning; on CUDA the upstream behaviour is unchanged.
+
+Its dataset is :class:`~fourd_ns.datasets.depth_prior_dataset.DepthPriorDataset`: batches carry ``depth_image`` when
+the dataparser lists depth files (FLAG-4D's depth term), and nothing extra otherwise.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import torch
 
 from nerfstudio.data.datamanagers.full_images_datamanager import FullImageDatamanager, FullImageDatamanagerConfig
 
+from fourd_ns.datasets.depth_prior_dataset import DepthPriorDataset
 
-class FourDFullImageDatamanager(FullImageDatamanager):
-    """Full-image datamanager that never pins memory when it runs on the CPU."""
+
+class FourDFullImageDatamanager(FullImageDatamanager[DepthPriorDataset]):
+    """Full-image datamanager that never pins memory on the CPU and passes the dataset's depth maps along."""
 
     def _load_images(
         self, split: Literal["train", "eval"], cache_images_device: Literal["cpu", "gpu"]

@@ -35,12 +35,13 @@ Choices where the paper is silent:
   projection), and the shared and local logits are softmaxed jointly without materialising per-Gaussian copies of
   the shared tokens. Either part can be disabled (``pooled_grid=None`` or ``local_window=0``).
 - **Projections** are ``(x, y)`` in [−1, 1] over the flow map, −1 the left/top image edge
-  (``grid_sample`` with ``align_corners=False``); outside the image the border tokens are used.
+  (``grid_sample`` with ``align_corners=False``); outside the image the border tokens are used. The local tokens
+  are gathered by :func:`bilinear_sample_border` (tested against ``grid_sample``), once per call.
 - **Stop-gradient of Eq. 7 through the GMN's conditioning.** The GMN's prediction depends on the IDN's outputs
   (``δθ_rep``, ``δθ_t``), so even with ``sg(δθ^IDN)`` as target, the first term of Eq. 7 would push gradients into
   the IDN through the GMN's inputs. ``forward(..., with_isolated_prediction=True)`` also returns the same prediction
-  computed from *detached* IDN inputs (same values, shared motion map and time noise, the per-Gaussian part run on a
-  2N batch); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
+  computed from *detached* IDN inputs (same values, shared motion map, sampled tokens and time noise, the
+  per-Gaussian MLPs run on a 2N batch); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
   both networks while Eq. 7's first term trains only the GMN.
 - **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: one N(0, 1) scalar per call, times
   ``time_noise_std`` (the caller anneals it and passes 0 at evaluation), added to t before the NeRF frequency
@@ -107,11 +108,34 @@ class TemporalFusionEncoder(nn.Module):
         return fused + spatial.to(fused.dtype) + temporal.to(fused.dtype)[:, None, None]
 
 
+def bilinear_sample_border(feature_map: Float[Tensor, "C h w"], points: Float[Tensor, "N K 2"]) -> Float[Tensor, "N K C"]:
+    """Bilinear samples of ``feature_map`` at ``(x, y)`` in [−1, 1], like ``F.grid_sample(mode="bilinear",
+    padding_mode="border", align_corners=False)`` (the reference it is tested against) but by gathering the four
+    neighbouring cells: its backward is an ``index_add`` over rows, several times faster than ``grid_sample``'s on
+    the CPU, and it returns ``[N, K, C]`` directly."""
+    channels, height, width = feature_map.shape
+    x = (((points[..., 0] + 1.0) * width - 1.0) / 2.0).clamp(0, width - 1)
+    y = (((points[..., 1] + 1.0) * height - 1.0) / 2.0).clamp(0, height - 1)
+    x0, y0 = x.detach().floor().long(), y.detach().floor().long()
+    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
+    wx, wy = (x - x0).unsqueeze(-1), (y - y0).unsqueeze(-1)
+    rows = feature_map.reshape(channels, height * width).T  # [h·w, C]
+
+    def gather(yi: Tensor, xi: Tensor) -> Tensor:
+        return torch.index_select(rows, 0, (yi * width + xi).reshape(-1)).reshape(*points.shape[:-1], channels)
+
+    top = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
+    bottom = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
 class ContextualDeformationAlignment(nn.Module):
     """Multi-head cross-attention (Eq. 5): ``M_scene = softmax(G_unified K^T / √d) V`` over a bounded token set.
 
     Keys and values come from the motion map: an average-pooled ``pooled_grid`` shared by every Gaussian and/or a
-    ``local_window²`` bilinear neighbourhood around each Gaussian's projection (module docstring).
+    ``local_window²`` bilinear neighbourhood around each Gaussian's projection (module docstring). The queries may be
+    ``copies`` stacked sets of the same N Gaussians (the isolated prediction): the local tokens are sampled once
+    for the N projections and shared by every copy.
     """
 
     def __init__(
@@ -145,31 +169,34 @@ class ContextualDeformationAlignment(nn.Module):
     def _project_map(self, linear: nn.Linear, motion_map: Float[Tensor, "D h w"]) -> Float[Tensor, "D h w"]:
         return torch.einsum("oc,chw->ohw", linear.weight, motion_map) + linear.bias[:, None, None]
 
+    def local_offsets(self, height: int, width: int, device: torch.device) -> Float[Tensor, "K 2"]:
+        """``(x, y)`` offsets of the window's cells, one map cell apart, in [−1, 1] units."""
+        steps = torch.arange(self.local_window, device=device, dtype=torch.float32) - (self.local_window - 1) / 2
+        dy, dx = torch.meshgrid(steps * (2.0 / height), steps * (2.0 / width), indexing="ij")
+        return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
+
     def _local_tokens(
         self, feature_map: Float[Tensor, "D h w"], projections: Float[Tensor, "N 2"]
     ) -> Float[Tensor, "N K D"]:
         _, height, width = feature_map.shape
-        steps = torch.arange(self.local_window, device=feature_map.device, dtype=projections.dtype)
-        steps = steps - (self.local_window - 1) / 2
-        dy, dx = torch.meshgrid(steps * (2.0 / height), steps * (2.0 / width), indexing="ij")
-        offsets = torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)  # [K, 2] as (x, y)
-        grid = projections[:, None, :] + offsets[None]  # [N, K, 2]
-        sampled = F.grid_sample(
-            feature_map[None], grid[None].to(feature_map.dtype), mode="bilinear", padding_mode="border",
-            align_corners=False,
-        )  # [1, D, N, K]
-        return sampled[0].permute(1, 2, 0)
+        offsets = self.local_offsets(height, width, feature_map.device).to(projections.dtype)
+        return bilinear_sample_border(feature_map, projections[:, None, :] + offsets[None])
 
     def forward(
         self,
-        query: Float[Tensor, "N D"],
+        query: Float[Tensor, "CN D"],
         motion_map: Float[Tensor, "D h w"],
         projections: Optional[Float[Tensor, "N 2"]] = None,
-    ) -> Tuple[Float[Tensor, "N D"], Float[Tensor, "N H K"]]:
-        """Returns the aligned motion feature ``M_scene`` and the attention weights ``[N, heads, key length]``."""
-        num = query.shape[0]
+        copies: int = 1,
+    ) -> Tuple[Float[Tensor, "CN D"], Float[Tensor, "CN H K"]]:
+        """Aligned motion feature ``M_scene`` and attention weights ``[copies·N, heads, key length]``.
+
+        ``query`` holds ``copies`` stacked query sets of the same N Gaussians (``projections`` is ``[N, 2]``).
+        """
+        total = query.shape[0]
+        num = total // copies
         heads, head_dim = self.num_heads, self.head_dim
-        q = self.query_projection(query).reshape(num, heads, head_dim) / math.sqrt(head_dim)
+        q = self.query_projection(query).reshape(copies, num, heads, head_dim) / math.sqrt(head_dim)
         key_map = self._project_map(self.key_projection, motion_map)
         value_map = self._project_map(self.value_projection, motion_map)
 
@@ -178,26 +205,28 @@ class ContextualDeformationAlignment(nn.Module):
             shared_keys = F.adaptive_avg_pool2d(key_map[None], self.pooled_grid)[0].flatten(1).T  # [M, D]
             shared_values = F.adaptive_avg_pool2d(value_map[None], self.pooled_grid)[0].flatten(1).T
             shared_keys = shared_keys.reshape(-1, heads, head_dim)
-            logits.append(torch.einsum("nhc,mhc->nhm", q, shared_keys))
+            logits.append(torch.einsum("cnhd,mhd->cnhm", q, shared_keys))
             values.append(("shared", shared_values.reshape(-1, heads, head_dim)))
         if self.local_window > 0:
             if projections is None:
                 raise ValueError("local_window > 0 needs the Gaussians' 2D projections (pass projections=[N, 2])")
-            local_keys = self._local_tokens(key_map, projections).reshape(num, -1, heads, head_dim)
-            local_values = self._local_tokens(value_map, projections).reshape(num, -1, heads, head_dim)
-            logits.append(torch.einsum("nhc,nmhc->nhm", q, local_keys))
+            # Keys and values sampled in one pass (sampling commutes with the per-cell linear projections).
+            local = self._local_tokens(torch.cat([key_map, value_map]), projections)  # [N, K, 2D]
+            local_keys, local_values = local.reshape(num, -1, 2, heads, head_dim).unbind(dim=2)
+            logits.append(torch.einsum("cnhd,nmhd->cnhm", q, local_keys))
             values.append(("local", local_values))
 
-        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [N, H, K]
-        output = q.new_zeros(num, heads, head_dim)
+        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [copies, N, H, K]
+        output = q.new_zeros(copies, num, heads, head_dim)
         start = 0
         for kind, value in values:
             length = value.shape[0] if kind == "shared" else value.shape[1]
             part = weights[..., start : start + length]
-            equation = "nhm,mhc->nhc" if kind == "shared" else "nhm,nmhc->nhc"
+            equation = "cnhm,mhd->cnhd" if kind == "shared" else "cnhm,nmhd->cnhd"
             output = output + torch.einsum(equation, part, value)
             start += length
-        return self.output_projection(output.reshape(num, self.model_dim)), weights
+        scene_motion = self.output_projection(output.reshape(total, self.model_dim))
+        return scene_motion, weights.reshape(total, heads, -1)
 
 
 class DeformationRefinementNetwork(nn.Module):
@@ -321,6 +350,7 @@ class GlobalMotionNetwork(nn.Module):
         projections: Optional[Float[Tensor, "N 2"]] = None,
         time_noise_std: float = 0.0,
         with_isolated_prediction: bool = False,
+        time_offset: float = 0.0,
     ) -> GMNOutput:
         """Final deformation of the canonical Gaussians at time ``time``.
 
@@ -333,6 +363,8 @@ class GlobalMotionNetwork(nn.Module):
             projections: ``[N, 2]`` in [−1, 1] over the flow map; required when ``local_window > 0``.
             time_noise_std: std of the scalar Gaussian noise added to t for ``S(t)`` (0 at evaluation).
             with_isolated_prediction: also return ``isolated_deformation`` (module docstring).
+            time_offset: a noise value drawn by the caller, added to t in ``S(t)`` only (the model base draws the
+                annealed time noise once per iteration and shares it between the IDN and the GMN).
         """
         if forecast.shape[-1] != DEFORMATION_DIM:
             raise ValueError(f"forecast must have {DEFORMATION_DIM} channels [Δx, Δq, Δs], got {forecast.shape}")
@@ -345,12 +377,11 @@ class GlobalMotionNetwork(nn.Module):
             canonical_means, canonical_quats, canonical_scales = (
                 x.repeat(2, 1) for x in (canonical_means, canonical_quats, canonical_scales)
             )
-            projections = projections.repeat(2, 1) if projections is not None else None
         query = self.unified_query(representation, canonical_means, canonical_quats, canonical_scales)
-        scene_motion, weights = self.alignment(query, motion_map, projections)
+        scene_motion, weights = self.alignment(query, motion_map, projections, copies=copies)
 
         noise = torch.randn((), device=canonical_means.device) * time_noise_std if time_noise_std > 0 else 0.0
-        noisy_times = torch.full((copies * num, 1), float(time), device=canonical_means.device) + noise
+        noisy_times = torch.full((copies * num, 1), float(time) + time_offset, device=canonical_means.device) + noise
         step = vector_to_deformation(forecast)
         deformation = self.refinement(
             noisy_times,

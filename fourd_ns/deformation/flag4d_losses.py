@@ -11,7 +11,7 @@ Choices where the paper is silent:
   mean to valid pixels; ``eps`` guards a constant map.
 - **Rigidity.** The kNN graph is built on the canonical positions (``knn_graph``, k = 20 and weights
   ``w_ij = exp(−λ d_ij²)`` with λ = 2000, Dynamic3DGaussians' choice, ``shared/notes/methods.md`` §2.3); λ depends
-  on the scene scale and is an argument. ``R_{i,t}`` is the rotation of Gaussian i at time t from its (normalised,
+  on the scene scale and is an argument (``None``: 1 / median neighbour distance², scale-free). ``R_{i,t}`` is the rotation of Gaussian i at time t from its (normalised,
   wxyz) quaternion. Eq. 11 divides the weighted sum by ``k·|G|``.
 - **Smooth opacity.** Eq. 8 literally: ``o' = clamp(σ(α) − δ_o, o_min, o_max)``, ``α' = logit(o')``. Note that it
   *raises* Gaussians below ``o_min`` to ``o_min``; ``logit`` is taken with ``eps`` so ``o_max = 1`` stays finite.
@@ -104,11 +104,13 @@ def depth_loss(
 def knn_graph(
     canonical_means: Float[Tensor, "N 3"],
     num_neighbours: int = 20,
-    distance_falloff: float = 2000.0,
+    distance_falloff: Optional[float] = 2000.0,
     chunk_size: int = 1024,
 ) -> Tuple[Int[Tensor, "N k"], Float[Tensor, "N k"]]:
     """k nearest canonical neighbours (self excluded) and weights ``w_ij = exp(−λ ||μ_i − μ_j||²)``.
 
+    ``distance_falloff=None`` picks λ = 1 / median(neighbour squared distance), so a typical neighbour weighs e^−1
+    whatever the scene's units (the fixed 2000 of Dynamic3DGaussians assumes metric, centimetre-spaced points).
     Computed in row chunks so memory is ``chunk_size · N``; call it once per densification, not per step.
     """
     num = canonical_means.shape[0]
@@ -123,6 +125,8 @@ def knn_graph(
         indices.append(idx)
         sq_distances.append(values)
     sq = torch.cat(sq_distances)
+    if distance_falloff is None:
+        distance_falloff = 1.0 / float(sq.median().clamp_min(1e-12))
     return torch.cat(indices), torch.exp(-distance_falloff * sq)
 
 

@@ -43,38 +43,52 @@ def gaussian_optimizers(max_steps: int = MAX_ITERATIONS) -> dict:
     }
 
 
-deform4d = MethodSpecification(
-    config=TrainerConfig(
-        method_name="deform4d",
+def deformable_3dgs_schedule() -> dict:
+    """Model settings of the Deformable-3DGS schedule (densification, pruning, warm-up, SH), shared by 4D methods."""
+    return dict(
+        warmup_length=500,
+        refine_every=100,
+        stop_split_at=15000,
+        reset_alpha_every=30,
+        densify_grad_thresh=2e-4,
+        densify_size_thresh=0.01,
+        cull_alpha_thresh=0.005,
+        cull_scale_thresh=0.1,
+        # 3DGS prunes splats wider than 20 px after the first opacity reset; gsplat measures radii as a
+        # fraction of the larger image side: 20 px of a 480 px NeRF-DS frame.
+        cull_screen_size=20 / 480,
+        stop_screen_size_at=15000,
+        split_screen_size=1.0,  # 3DGS has no screen-size split; 1.0 (a splat as wide as the image) disables it
+        sh_degree=3,
+        sh_degree_interval=1000,
+        ssim_lambda=0.2,
+        static_warmup_steps=3000,
+        annealed_time_noise=True,
+        time_noise_steps=20000,
+    )
+
+
+def trainer_schedule(max_iterations: int = MAX_ITERATIONS) -> dict:
+    """Trainer settings shared by the per-scene 4D methods (evaluation/saving cadence, viewer)."""
+    return dict(
         steps_per_eval_image=500,
         steps_per_eval_batch=0,
         steps_per_save=2000,
         steps_per_eval_all_images=5000,
-        max_num_iterations=MAX_ITERATIONS,
+        max_num_iterations=max_iterations,
         mixed_precision=False,
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+deform4d = MethodSpecification(
+    config=TrainerConfig(
+        method_name="deform4d",
+        **trainer_schedule(),
         pipeline=VanillaPipelineConfig(
             datamanager=FourDFullImageDatamanagerConfig(dataparser=NerfiesDataParserConfig()),
-            model=Deform4DModelConfig(
-                warmup_length=500,
-                refine_every=100,
-                stop_split_at=15000,
-                reset_alpha_every=30,
-                densify_grad_thresh=2e-4,
-                densify_size_thresh=0.01,
-                cull_alpha_thresh=0.005,
-                cull_scale_thresh=0.1,
-                # 3DGS prunes splats wider than 20 px after the first opacity reset; gsplat measures radii as a
-                # fraction of the larger image side: 20 px of a 480 px NeRF-DS frame.
-                cull_screen_size=20 / 480,
-                stop_screen_size_at=15000,
-                split_screen_size=1.0,  # 3DGS has no screen-size split; 1.0 (a splat as wide as the image) disables it
-                sh_degree=3,
-                sh_degree_interval=1000,
-                ssim_lambda=0.2,
-                static_warmup_steps=3000,
-                annealed_time_noise=True,
-                time_noise_steps=20000,
-            ),
+            model=Deform4DModelConfig(**deformable_3dgs_schedule()),
         ),
         optimizers={
             **gaussian_optimizers(),
@@ -83,8 +97,6 @@ deform4d = MethodSpecification(
                 "scheduler": ExponentialDecaySchedulerConfig(lr_final=1.6e-6, max_steps=MAX_ITERATIONS),
             },
         },
-        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
-        vis="viewer",
     ),
     description="Deformable 3D Gaussians (Yang et al. 2024): canonical Gaussians + deformation MLP; CPU and CUDA.",
 )

@@ -283,6 +283,10 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
         )
 
     # ---------------------------------------------------------------- rendering
+    def renders_depth_in_training(self) -> bool:
+        """Whether training renders depth too (subclasses with a depth loss return True)."""
+        return self.config.output_depth_during_training
+
     @staticmethod
     def camera_time(camera: Cameras) -> float:
         """The camera's time in [0, 1]; cameras without times (static viewers) are at time 0."""
@@ -315,7 +319,7 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
         self.last_size = (H, W)
         camera.rescale_output_resolution(downscale)
 
-        render_mode = "RGB+ED" if (self.config.output_depth_during_training or not self.training) else "RGB"
+        render_mode = "RGB+ED" if (self.renders_depth_in_training() or not self.training) else "RGB"
         if self.config.sh_degree > 0:
             sh_degree: Optional[int] = min(self.step // self.config.sh_degree_interval, self.config.sh_degree)
             colors = gaussians.features

@@ -1,0 +1,81 @@
+"""Train one nerfstudio method on a synthetic scene exactly as ``ns-train`` would, then evaluate it like ``ns-eval``.
+
+Shared by the benchmark scripts: the config is parsed by nerfstudio's own CLI union from the same arguments a user
+types, the random seed is set as ``ns-train`` sets it, ``Trainer.train()`` is timed (set-up, image caching and flow
+embeddings excluded), and the final checkpoint is evaluated on the test (right) camera.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
+
+
+def schedule_args() -> List[str]:
+    """The reduced CPU schedule of the README quickstart (``scripts/quickstart_schedule.args``)."""
+    return SCHEDULE_ARGS.read_text().split()
+
+
+def train_args(
+    method: str, scene: Path, output_dir: Path, iterations: int, device: str, name: str, extra: Optional[List[str]] = None
+) -> List[str]:
+    """ns-train arguments: the quickstart schedule plus ``extra`` model flags, data at ``rgb/2x``."""
+    return [
+        method, "--data", str(scene), "--machine.device-type", device, "--vis", "tensorboard",
+        "--viewer.quit-on-train-completion", "True", "--output-dir", str(output_dir),
+        "--experiment-name", "benchmark", "--timestamp", name,
+        "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
+        "--steps-per-eval-all-images", "1000000",
+        *schedule_args(), *(extra or []),
+        "nerfies-data", "--downscale-factor", "2",
+    ]  # fmt: skip
+
+
+def ensure_scene(scene_name: str) -> Path:
+    from fourd_ns.synthetic.generate import generate_scene
+
+    scene = ROOT / "data" / "synth" / scene_name
+    if not (scene / "dataset.json").exists():
+        generate_scene(scene_name, scene)
+    return scene
+
+
+def train_and_evaluate(args: List[str]) -> dict:
+    """Run ``ns-train <args>`` in-process and evaluate its final checkpoint on the test camera."""
+    import tyro
+
+    from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+    from nerfstudio.scripts.train import _set_random_seed
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
+    config.pipeline.datamanager.data = config.data  # what ns-train's main() does with its --data alias
+    config.set_timestamp()
+    config.save_config()
+    _set_random_seed(config.machine.seed)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    num_gaussians = trainer.pipeline.model.num_points
+    del trainer
+    _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
+    metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
+    iterations = config.max_num_iterations
+    return {
+        "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", ""),
+        "psnr": metrics["psnr"],
+        "ssim": metrics["ssim"],
+        "lpips": metrics.get("lpips"),
+        "num_test_views": len(pipeline.datamanager.eval_dataset),
+        "train_seconds": train_seconds,
+        "iterations": iterations,
+        "iterations_per_second": iterations / train_seconds,
+        "gaussians": num_gaussians,
+    }

@@ -1,0 +1,151 @@
+"""Flow guidance for a rendered frame: which training frame's embeddings to use and where each Gaussian lands in it.
+
+FLAG-4D's Global Motion Network reads the optical-flow embeddings of the frame being rendered. Embeddings only exist
+for the *training video*: one training image per distinct time, in time order (:func:`select_training_video`). A
+view at time t (a training view, a test view from another camera, or the viewer's time slider) uses the training
+frame at or nearest to t, and Gaussians are projected with *that frame's* camera, because that is the image the flow
+was computed on — not the camera being rendered, which for a test view looks from somewhere else.
+
+Choices:
+
+- When several training images share a time (multi-camera captures), the video keeps the image of the camera that
+  appears at the most times (ties: the lowest camera id, then the first image), so consecutive frames come from one
+  camera and their flow is motion, not a change of viewpoint. The log names the camera.
+- Projections are ``(x, y)`` in [−1, 1] over the embedding grid, which covers ``ceil(H/stride)·stride`` pixels
+  (``grid_sample`` with ``align_corners=False``: −1 is the left/top edge of the first cell). Points behind the camera
+  are sent outside the grid, to the border tokens; coordinates are clamped to [−2, 2] so far-off points stay finite.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from fourd_ns.flow.embeddings import FlowEmbeddings
+
+PROJECTION_LIMIT = 2.0
+"""Projections are clamped to [−limit, limit]: outside [−1, 1] the GMN samples the border tokens."""
+
+
+@dataclass
+class TrainingVideo:
+    """The training images used for optical flow: one per distinct time, sorted by time."""
+
+    dataset_indices: List[int]
+    """Index of each frame in the training dataset."""
+    times: Float[Tensor, "T"]
+    """Frame times (strictly increasing)."""
+    camera_id: Optional[int]
+    """The camera the frames come from (None when the dataset has no camera ids)."""
+
+
+def select_training_video(times: Sequence[float], camera_ids: Optional[Sequence[int]] = None) -> TrainingVideo:
+    """Pick one training image per distinct time (module docstring) and sort them by time.
+
+    Args:
+        times: time of each training image.
+        camera_ids: camera id of each training image (``None``: a single camera).
+    """
+    times = [float(t) for t in times]
+    if not times:
+        raise ValueError("The training split has no images: optical flow needs at least one frame.")
+    if camera_ids is None:
+        camera_ids = [0] * len(times)
+        chosen_camera: Optional[int] = None
+    else:
+        camera_ids = [int(c) for c in camera_ids]
+        times_per_camera = Counter()
+        for camera in set(camera_ids):
+            times_per_camera[camera] = len({t for t, c in zip(times, camera_ids) if c == camera})
+        chosen_camera = min(times_per_camera, key=lambda c: (-times_per_camera[c], c))
+    by_time: dict = {}
+    for index, (time, camera) in enumerate(zip(times, camera_ids)):
+        rank = (camera != (chosen_camera if chosen_camera is not None else camera), index)
+        if time not in by_time or rank < by_time[time][0]:
+            by_time[time] = (rank, index)
+    ordered = sorted(by_time)
+    return TrainingVideo(
+        dataset_indices=[by_time[t][1] for t in ordered],
+        times=torch.tensor(ordered, dtype=torch.float32),
+        camera_id=chosen_camera,
+    )
+
+
+@dataclass
+class FlowGuidance:
+    """Flow embeddings of the training video plus the camera of each of its frames."""
+
+    embeddings: FlowEmbeddings
+    viewmats: Float[Tensor, "T 4 4"]
+    """World-to-camera (OpenCV) matrix of each frame's camera."""
+    intrinsics: Float[Tensor, "T 3 3"]
+    """Pixel intrinsics of each frame's camera at the resolution the flow was computed at."""
+    image_size: tuple
+    """(height, width) of the frames the flow was computed on."""
+
+    def __post_init__(self) -> None:
+        frames = self.embeddings.num_frames
+        if self.viewmats.shape != (frames, 4, 4) or self.intrinsics.shape != (frames, 3, 3):
+            raise ValueError(
+                f"FlowGuidance needs one camera per frame: {frames} frames, viewmats {tuple(self.viewmats.shape)}, "
+                f"intrinsics {tuple(self.intrinsics.shape)}"
+            )
+
+    @property
+    def num_frames(self) -> int:
+        return self.embeddings.num_frames
+
+    @property
+    def frame_spacing(self) -> float:
+        """Median time between consecutive frames (the IDN's window step Δ); 1 for a single frame."""
+        if self.num_frames < 2:
+            return 1.0
+        return float(torch.median(self.embeddings.times[1:] - self.embeddings.times[:-1]).item())
+
+    def frame_at(self, time: float) -> int:
+        """Index of the frame at or nearest to ``time``."""
+        return self.embeddings.nearest(time)
+
+    def neighbour_of(self, frame: int) -> int:
+        """The previous frame (t−1), or the next one for the first frame; the frame itself for a 1-frame video."""
+        if frame > 0:
+            return frame - 1
+        return min(1, self.num_frames - 1)
+
+    def to(self, device: torch.device) -> "FlowGuidance":
+        e = self.embeddings
+        moved = FlowEmbeddings(
+            past=e.past.to(device),
+            future=e.future.to(device),
+            flow_backward=e.flow_backward,  # full-resolution flows stay on the CPU: the model never reads them
+            flow_forward=e.flow_forward,
+            times=e.times,
+            stride=e.stride,
+        )
+        return FlowGuidance(moved, self.viewmats.to(device), self.intrinsics.to(device), self.image_size)
+
+    def project(self, frame: int, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N 2"]:
+        """``(x, y)`` of world points in frame ``frame``'s embedding grid, in [−1, 1] inside it (module docstring)."""
+        viewmat = self.viewmats[frame].to(points)
+        camera_points = points @ viewmat[:3, :3].T + viewmat[:3, 3]
+        depth = camera_points[:, 2:3]
+        in_front = depth > 1e-6
+        pixels = camera_points[:, :2] / depth.clamp_min(1e-6)
+        K = self.intrinsics[frame].to(points)
+        u = K[0, 0] * pixels[:, 0] + K[0, 1] * pixels[:, 1] + K[0, 2]
+        v = K[1, 1] * pixels[:, 1] + K[1, 2]
+        grid_h, grid_w = self.embeddings.past.shape[-2:]
+        stride = self.embeddings.stride
+        normalised = torch.stack([2.0 * u / (grid_w * stride) - 1.0, 2.0 * v / (grid_h * stride) - 1.0], dim=-1)
+        normalised = torch.where(in_front, normalised, torch.full_like(normalised, PROJECTION_LIMIT))
+        return normalised.clamp(-PROJECTION_LIMIT, PROJECTION_LIMIT)
+
+    def frame_embeddings(self, frame: int) -> tuple[Float[Tensor, "C h w"], Float[Tensor, "C h w"]]:
+        """(past, future) embeddings of ``frame``."""
+        return self.embeddings.past[frame], self.embeddings.future[frame]
+

@@ -1,0 +1,360 @@
+"""``flag4d``: FLAG-4D (Tan et al., AAAI 2026), canonical Gaussians deformed by an Instantaneous Deformation Network
+and a flow-guided Global Motion Network trained with mutual learning, reimplemented from the paper (no code is
+public; ``shared/notes/methods.md`` §2).
+
+Per rendered frame at time t (module docstrings of ``fourd_ns/deformation/flag4d_idn.py`` and ``flag4d_gmn.py``
+give the network-level choices):
+
+1. IDN: ``IDN_core`` (the Deformable-3DGS MLP) at t … t+(W−1)Δ, Δ = one time id of the dataset; a GRU summarises the
+   window into ``δθ_rep``; the forecast ``δθ^IDN_t`` is kept.
+2. GMN: frame t's flow embeddings (of the training frame at or nearest to t, :mod:`fourd_ns.flow.guidance`) are
+   fused by the TFE; each Gaussian's query ``δθ_rep + G`` attends to a bounded token set (a pooled grid and a window
+   around its projection *into that training frame*, at its IDN-forecast position); the DRN maps
+   ``[S(t), G_0 + δθ^IDN_t, M_scene]`` to the final deformation ``δθ^GMN_t``, which is what is rendered.
+3. Losses (Eq. 12, every weight a config field, all 1 as in the paper's sum): rendering 0.8·L1 + 0.2·D-SSIM
+   (splatfacto's); mutual learning (Eq. 7) over the Gaussians the rasterizer saw in this view (radius > 0), with the
+   GMN term fed by the prediction computed from detached IDN inputs so each stop-gradient holds; depth (Eq. 9) when
+   the dataset lists depth maps (the log says whether it is on); local rigidity (Eq. 10–11) between the rendered
+   Gaussians at t and the Gaussians at the neighbouring training frame (t−1, or t+1 for the first frame), the latter
+   without gradient (a target, as Dynamic3DGaussians treats the previous time step), over k canonical nearest
+   neighbours refreshed whenever the number of Gaussians changes and every ``rigidity_knn_every`` steps.
+4. Smooth opacity (Eq. 8) right after each densification step.
+
+Ablations (paper Table 3) are switches, not copies: ``use_idn=False`` (GMN alone: ``δθ_rep = 0`` and
+``G_t = G_0``), ``use_gmn=False`` (the IDN forecast is rendered; no flow is computed), ``mutual_learning=False``
+(each network only gets the rendering loss and the regularisers). Without one of the two networks there is nothing
+to learn mutually, so the mutual term is off.
+
+Choices where the paper is silent: IDN/GMN learning rate 1e-4 (the paper's) decaying exponentially to 1e-6; the
+Deformable-3DGS schedule otherwise (static warm-up, annealed time noise — one draw per iteration shared by the IDN
+time and the GMN's ``S(t)`` — densification). Eq. 8 defaults decay 0.001 per densification with the clamp [0, 1]:
+with ``o_min`` above the prune threshold Eq. 8 would lift every faint Gaussian back over it and opacity pruning
+would never fire, so the default keeps it off (it is a config field).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+from torch.nn import Parameter
+
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from fourd_ns.deformation.flag4d_gmn import GlobalMotionNetwork
+from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, InstantaneousDeformationNetwork, deformation_to_vector
+from fourd_ns.deformation.flag4d_losses import (
+    depth_loss,
+    knn_graph,
+    local_rigidity_loss,
+    mutual_learning_loss,
+    smooth_opacity_update,
+)
+from fourd_ns.deformation.mlp_field import Deformation
+from fourd_ns.flow.guidance import FlowGuidance
+from fourd_ns.gaussians.gaussian_state import GaussianState
+from fourd_ns.models.deformable_splatfacto import DeformableSplatfactoModel, DeformableSplatfactoModelConfig
+
+
+@dataclass
+class Flag4DModelConfig(DeformableSplatfactoModelConfig):
+    """FLAG-4D: IDN + flow-guided GMN with mutual learning, depth, rigidity and smooth-opacity terms."""
+
+    _target: Type = field(default_factory=lambda: Flag4DModel)
+    # ---- ablations (paper Table 3)
+    use_idn: bool = True
+    """Use the Instantaneous Deformation Network (False: 'w/o IDN', the GMN alone)."""
+    use_gmn: bool = True
+    """Use the flow-guided Global Motion Network (False: 'w/o GMN', the IDN's forecast is rendered)."""
+    mutual_learning: bool = True
+    """Train IDN and GMN with the mutual-learning loss (False: 'w/o Mutual Learning')."""
+    # ---- IDN
+    window_size: int = 4
+    """W: times t, t+1, …, t+W−1 queried by the IDN core (paper: 4)."""
+    representation_dim: int = 64
+    """Width of the GRU state δθ_rep."""
+    mlp_depth: int = 8
+    """Hidden layers of the IDN core MLP (Deformable-3DGS: 8)."""
+    mlp_width: int = 256
+    """Width of the IDN core MLP (Deformable-3DGS: 256)."""
+    mlp_skips: Tuple[int, ...] = (4,)
+    """Layers of the IDN core after which the encoded input is concatenated again."""
+    position_frequencies: int = 10
+    """Frequencies of the positional encodings of canonical positions (IDN core, GMN)."""
+    time_frequencies: int = 10
+    """Frequencies of the time encodings (IDN core, DRN's S(t))."""
+    time_net_width: Optional[int] = None
+    """If set, the IDN core's encoded time goes through a small time net first (Deformable-3DGS D-NeRF variant)."""
+    # ---- GMN
+    flow_channels: int = 128
+    """Channels of each flow embedding; set by the pipeline from pipeline.flow.embedding-channels."""
+    attention_dim: int = 64
+    """Width D of the fused motion tokens and of the cross-attention."""
+    attention_heads: int = 4
+    """Heads of the Contextual Deformation Alignment."""
+    pooled_tokens: Optional[Tuple[int, int]] = (8, 8)
+    """(rows, cols) of the pooled motion grid every Gaussian attends to; None disables it."""
+    local_window: int = 3
+    """Side of the window of motion tokens around each Gaussian's projection; 0 disables it."""
+    refinement_width: int = 128
+    """Width of the Deformation Refinement Network."""
+    refinement_depth: int = 3
+    """Hidden layers of the Deformation Refinement Network."""
+    # ---- losses (Eq. 12)
+    mutual_weight: float = 1.0
+    """Weight of the mutual-learning loss (Eq. 7)."""
+    depth_weight: float = 1.0
+    """Weight of the depth loss (Eq. 9); used only when the dataset has depth maps."""
+    rigidity_weight: float = 1.0
+    """Weight of the local rigidity loss (Eq. 10–11); 0 disables it (and its extra forward pass)."""
+    rigidity_neighbours: int = 20
+    """k nearest canonical neighbours of the rigidity loss."""
+    rigidity_falloff: Optional[float] = None
+    """λ of w_ij = exp(−λ d²); None: 1 / median neighbour distance² (scale-free)."""
+    rigidity_knn_every: int = 100
+    """Rebuild the neighbour graph every this many steps (and whenever the number of Gaussians changes)."""
+    smooth_opacity: bool = True
+    """Apply Eq. 8 to the opacities after every densification step."""
+    opacity_decay: float = 0.001
+    """δ_o of Eq. 8."""
+    opacity_min: float = 0.0
+    """o_min of Eq. 8 (see the module docstring before raising it above the prune threshold)."""
+    opacity_max: float = 1.0
+    """o_max of Eq. 8."""
+
+
+class Flag4DModel(DeformableSplatfactoModel):
+    config: Flag4DModelConfig
+
+    # ---------------------------------------------------------------- construction
+    def populate_deformation(self) -> None:
+        cfg = self.config
+        if not (cfg.use_idn or cfg.use_gmn):
+            raise ValueError("flag4d needs at least one deformation network: use_idn and use_gmn cannot both be False.")
+        self.idn: Optional[InstantaneousDeformationNetwork] = None
+        self.gmn: Optional[GlobalMotionNetwork] = None
+        if cfg.use_idn:
+            self.idn = InstantaneousDeformationNetwork(
+                window_size=cfg.window_size,
+                representation_dim=cfg.representation_dim,
+                depth=cfg.mlp_depth,
+                width=cfg.mlp_width,
+                skips=cfg.mlp_skips,
+                position_frequencies=cfg.position_frequencies,
+                time_frequencies=cfg.time_frequencies,
+                time_net_width=cfg.time_net_width,
+            )
+        if cfg.use_gmn:
+            self.gmn = GlobalMotionNetwork(
+                flow_channels=cfg.flow_channels,
+                representation_dim=cfg.representation_dim,
+                model_dim=cfg.attention_dim,
+                num_heads=cfg.attention_heads,
+                pooled_grid=cfg.pooled_tokens,
+                local_window=cfg.local_window,
+                refinement_width=cfg.refinement_width,
+                refinement_depth=cfg.refinement_depth,
+                position_frequencies=cfg.position_frequencies,
+                time_frequencies=cfg.time_frequencies,
+            )
+        metadata = self.kwargs.get("metadata") or {}
+        time_span = float(metadata.get("time_span", 0.0) or 0.0)
+        self.window_step = 1.0 / time_span if time_span > 0 else 1.0 / max(self.num_train_data - 1, 1)
+        self.uses_depth_prior = cfg.depth_weight > 0 and "depth_filenames" in metadata
+        if cfg.depth_weight > 0:
+            CONSOLE.log(
+                "flag4d: depth loss on (the dataset's depth maps are the prior)."
+                if self.uses_depth_prior
+                else "flag4d: the dataset has no depth maps: the depth loss is off."
+            )
+        self.flow_cache_dir: Optional[str] = None
+        self._flow_guidance_loader: Optional[Callable[[Optional[Path]], FlowGuidance]] = None
+        self._flow_guidance: Optional[FlowGuidance] = None
+        self._query_time = 0.0
+        self._record: Optional[dict] = None
+        self._last_record: Optional[dict] = None
+        self._knn: Optional[tuple] = None
+
+    @property
+    def needs_flow_guidance(self) -> bool:
+        return self.gmn is not None
+
+    @property
+    def mutual_active(self) -> bool:
+        cfg = self.config
+        return cfg.mutual_learning and cfg.mutual_weight > 0 and self.idn is not None and self.gmn is not None
+
+    def renders_depth_in_training(self) -> bool:
+        return self.uses_depth_prior or super().renders_depth_in_training()
+
+    def deformation_param_groups(self) -> Dict[str, List[Parameter]]:
+        groups = {}
+        if self.idn is not None:
+            groups["idn"] = list(self.idn.parameters())
+        if self.gmn is not None:
+            groups["gmn"] = list(self.gmn.parameters())
+        return groups
+
+    # ---------------------------------------------------------------- flow guidance
+    def set_flow_guidance_loader(self, loader: Callable[[Optional[Path]], FlowGuidance]) -> None:
+        """Called by the pipeline: ``loader(cache_dir)`` returns the training video's flow guidance."""
+        self._flow_guidance_loader = loader
+        self._flow_guidance = None
+
+    def flow_guidance(self) -> FlowGuidance:
+        if self._flow_guidance is None:
+            if self._flow_guidance_loader is None:
+                raise RuntimeError(
+                    "flag4d's Global Motion Network needs optical-flow guidance, which the FlowGuidedPipeline "
+                    "provides (the flag4d method config uses it); this model was built without one."
+                )
+            cache_dir = Path(self.flow_cache_dir) if self.flow_cache_dir else None
+            self._flow_guidance = self._flow_guidance_loader(cache_dir).to(self.device)
+        return self._flow_guidance
+
+    def get_extra_state(self) -> dict:
+        # The run folder holding the flow-embedding cache, so ns-eval / ns-viewer find it again.
+        return {"flow_cache_dir": self.flow_cache_dir}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.flow_cache_dir = state.get("flow_cache_dir")
+
+    # ---------------------------------------------------------------- deformation
+    def _canonical_frame(self) -> Tuple[Tensor, Tensor]:
+        quats = self.gauss_params["quats"]
+        return quats / quats.norm(dim=-1, keepdim=True), torch.exp(self.gauss_params["scales"])
+
+    def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
+        record = self._record
+        num = means.shape[0]
+        idn_out = self.idn(means, times, self.window_step) if self.idn is not None else None
+        if self.gmn is None:
+            return idn_out.forecast
+        time = self._query_time
+        noise = float(times[0, 0].item()) - time if num > 0 else 0.0
+        if idn_out is not None:
+            representation, forecast = idn_out.representation, deformation_to_vector(idn_out.forecast)
+        else:
+            representation = means.new_zeros(num, self.config.representation_dim)
+            forecast = means.new_zeros(num, DEFORMATION_DIM)
+        guidance = self.flow_guidance()
+        frame = guidance.frame_at(time)
+        past, future = guidance.frame_embeddings(frame)
+        quats, scales = self._canonical_frame()
+        isolated = record is not None and self.mutual_active
+        output = self.gmn(
+            means,
+            quats,
+            scales,
+            representation,
+            forecast,
+            past,
+            future,
+            time=time,
+            projections=guidance.project(frame, (means + forecast[:, :3]).detach()),
+            with_isolated_prediction=isolated,
+            time_offset=noise,
+        )
+        if isolated:
+            record["idn"] = forecast
+            record["gmn"] = deformation_to_vector(output.isolated_deformation)
+        return output.deformation
+
+    def gaussians_at(self, time: float) -> GaussianState:
+        self._query_time = float(time)
+        state = super().gaussians_at(time)
+        if self._record is not None:
+            self._record.update(state=state, time=float(time))
+        return state
+
+    def get_outputs(self, camera):
+        self._record = {} if self.training else None
+        try:
+            outputs = super().get_outputs(camera)
+        finally:
+            self._last_record, self._record = self._record, None
+        return outputs
+
+    # ---------------------------------------------------------------- losses
+    def _visible(self) -> Tensor:
+        radii = self.info["radii"]
+        return (radii.reshape(radii.shape[0], radii.shape[1], -1) > 0).any(dim=-1).any(dim=0)
+
+    def _neighbour_time(self, time: float) -> Optional[float]:
+        if self.gmn is not None:
+            guidance = self.flow_guidance()
+            frame = guidance.frame_at(time)
+            neighbour = guidance.neighbour_of(frame)
+            return None if neighbour == frame else float(guidance.embeddings.times[neighbour])
+        previous = time - self.window_step
+        return previous if previous >= 0.0 else time + self.window_step
+
+    def _neighbour_graph(self) -> Tuple[Tensor, Tensor]:
+        num = self.num_points
+        if self._knn is None or self._knn[0] != num or self.step - self._knn[1] >= self.config.rigidity_knn_every:
+            indices, weights = knn_graph(
+                self.gauss_params["means"], self.config.rigidity_neighbours, self.config.rigidity_falloff
+            )
+            self._knn = (num, self.step, indices, weights)
+        return self._knn[2], self._knn[3]
+
+    def rigidity_loss(self, state: GaussianState, time: float) -> Optional[Tensor]:
+        """Eq. 10–11 between the rendered Gaussians at ``time`` and those at the neighbouring training frame."""
+        neighbour_time = self._neighbour_time(time)
+        if neighbour_time is None or self.num_points < 2:
+            return None
+        with torch.no_grad():
+            previous = self.gaussians_at(neighbour_time)
+        self._query_time = time
+        indices, weights = self._neighbour_graph()
+        return local_rigidity_loss(
+            previous.means, state.means, previous.quats, state.quats, indices, weights, self.config.rigidity_weight
+        )
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+        record = self._last_record
+        if not self.training or not record or "state" not in record or not self.deformation_active():
+            return losses
+        if "gmn" in record:
+            losses["mutual_loss"] = mutual_learning_loss(
+                record["idn"], record["gmn"], self._visible(), self.config.mutual_weight
+            )
+        if self.uses_depth_prior and outputs.get("depth") is not None and "depth_image" in batch:
+            rendered = outputs["depth"]
+            prior = batch["depth_image"].to(rendered)
+            if prior.shape[:2] != rendered.shape[:2]:
+                prior = F.interpolate(prior.permute(2, 0, 1)[None], size=rendered.shape[:2], mode="nearest")
+                prior = prior[0].permute(1, 2, 0)
+            losses["depth_loss"] = depth_loss(rendered, prior, prior > 0, self.config.depth_weight)
+        if self.config.rigidity_weight > 0:
+            rigidity = self.rigidity_loss(record["state"], record["time"])
+            if rigidity is not None:
+                losses["rigidity_loss"] = rigidity
+        return losses
+
+    # ---------------------------------------------------------------- smooth opacity (Eq. 8)
+    def densified_at(self, step: int) -> bool:
+        """Whether gsplat's DefaultStrategy grew and pruned Gaussians at ``step`` (its own condition)."""
+        s = self.strategy
+        return (
+            step < s.refine_stop_iter
+            and step > s.refine_start_iter
+            and step % s.refine_every == 0
+            and step % s.reset_every >= s.pause_refine_after_reset
+        )
+
+    def step_post_backward(self, step: int) -> None:
+        super().step_post_backward(step)
+        if self.config.smooth_opacity and self.densified_at(step):
+            opacities = self.gauss_params["opacities"]
+            opacities.data.copy_(
+                smooth_opacity_update(
+                    opacities.data, self.config.opacity_decay, self.config.opacity_min, self.config.opacity_max
+                )
+            )

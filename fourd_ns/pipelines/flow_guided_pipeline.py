@@ -1,0 +1,120 @@
+"""A ``VanillaPipeline`` that gives its model optical-flow guidance computed from the training video.
+
+Data flows one way: the datamanager owns the images and cameras; this pipeline turns them into a
+:class:`~fourd_ns.flow.guidance.FlowGuidance` (through the cached :func:`load_or_compute_flow_embeddings`) and hands
+it to the model, which only consumes it.
+
+When it happens:
+
+- ``ns-train``: in ``get_training_callbacks`` (the trainer exists, so the run's output folder ``trainer.base_dir`` is
+  known), before the first iteration, with a progress bar. The model records that folder in its checkpoint.
+- ``ns-eval`` / ``ns-viewer`` / ``ns-render`` / ``ns-export``: lazily, on the first render, from the folder recorded
+  in the checkpoint, where the cache file is found again (the cache key hashes the frames, so the same dataset at
+  the same resolution hits it). If the run folder was moved or the cache deleted, the embeddings are recomputed in
+  memory, with a warning, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Literal, Optional, Type
+
+import torch
+from torch.cuda.amp.grad_scaler import GradScaler
+
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from fourd_ns.flow.backend import FlowBackend
+from fourd_ns.flow.cache import load_or_compute_flow_embeddings
+from fourd_ns.flow.config import FlowEmbeddingConfig, select_flow_backend
+from fourd_ns.flow.embeddings import compute_flow_embeddings
+from fourd_ns.flow.guidance import FlowGuidance, TrainingVideo, select_training_video
+from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
+
+
+@dataclass
+class FlowGuidedPipelineConfig(VanillaPipelineConfig):
+    """Pipeline whose model is guided by optical-flow embeddings of the training video."""
+
+    _target: Type = field(default_factory=lambda: FlowGuidedPipeline)
+    flow: FlowEmbeddingConfig = field(default_factory=FlowEmbeddingConfig)
+    """Optical-flow backend and embedding settings (embeddings are cached in the run's output folder)."""
+
+
+class FlowGuidedPipeline(VanillaPipeline):
+    """``VanillaPipeline`` + flow guidance for models that define ``needs_flow_guidance`` (see module docstring)."""
+
+    config: FlowGuidedPipelineConfig
+
+    def __init__(
+        self,
+        config: FlowGuidedPipelineConfig,
+        device: str,
+        test_mode: Literal["test", "val", "inference"] = "val",
+        world_size: int = 1,
+        local_rank: int = 0,
+        grad_scaler: Optional[GradScaler] = None,
+    ) -> None:
+        if hasattr(config.model, "flow_channels"):
+            # The GMN's input width is the embedding width; one setting (pipeline.flow.embedding_channels) owns it.
+            config.model.flow_channels = config.flow.embedding_channels
+        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
+        self._backend: Optional[FlowBackend] = None
+        if getattr(self.model, "needs_flow_guidance", False):
+            self.model.set_flow_guidance_loader(self.load_flow_guidance)
+
+    def training_video(self) -> TrainingVideo:
+        dataset = self.datamanager.train_dataset
+        cameras = dataset.cameras
+        if cameras.times is None:
+            raise ValueError(
+                f"The training cameras of {self.datamanager.config.data} have no times: flow guidance needs a "
+                "time-stamped video (use a 4D dataparser such as nerfies-data)."
+            )
+        camera_ids = dataset.metadata.get("camera_ids")
+        video = select_training_video(cameras.times.reshape(-1).tolist(), camera_ids)
+        if video.camera_id is not None and len(set(camera_ids)) > 1:
+            CONSOLE.log(f"Optical flow: using the training images of camera {video.camera_id} as the video.")
+        return video
+
+    def load_flow_guidance(self, cache_dir: Optional[Path]) -> FlowGuidance:
+        """Flow guidance of the training video, from ``cache_dir``'s cache when present (module docstring)."""
+        video = self.training_video()
+        cached = self.datamanager.cached_train
+        frames = torch.stack([cached[i]["image"][..., :3].cpu() for i in video.dataset_indices])
+        sizes = {tuple(cached[i]["image"].shape[:2]) for i in video.dataset_indices}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"Optical flow needs training images of one size; {self.datamanager.config.data} has {sorted(sizes)}."
+            )
+        if self._backend is None:
+            self._backend = select_flow_backend(self.config.flow)
+        if cache_dir is not None and Path(cache_dir).is_dir():
+            dataset_key = f"{self.datamanager.config.data}|train|{frames.shape[1]}x{frames.shape[2]}"
+            embeddings = load_or_compute_flow_embeddings(
+                frames, video.times, self.config.flow, Path(cache_dir), dataset_key, backend=self._backend
+            )
+        else:
+            CONSOLE.log(
+                f"[yellow]Flow-embedding cache folder {cache_dir} not found (run folder moved?): recomputing the "
+                "embeddings in memory; nothing is written."
+            )
+            embeddings = compute_flow_embeddings(frames, video.times, self._backend)
+        train_cameras = self.datamanager.train_dataset.cameras
+        index = torch.tensor(video.dataset_indices, dtype=torch.long)
+        viewmats = viewmat_from_nerfstudio_c2w(train_cameras.camera_to_worlds[index].float())
+        # Read after `cached_train`: undistorting the cached images updates these intrinsics in place.
+        intrinsics = train_cameras.get_intrinsics_matrices()[index].float()
+        return FlowGuidance(embeddings, viewmats, intrinsics, (int(frames.shape[1]), int(frames.shape[2])))
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        if getattr(self.model, "needs_flow_guidance", False):
+            trainer = training_callback_attributes.trainer
+            if trainer is not None:
+                Path(trainer.base_dir).mkdir(parents=True, exist_ok=True)
+                self.model.flow_cache_dir = str(trainer.base_dir)
+            self.model.flow_guidance()  # compute (or load) now, before the first iteration, with progress
+        return super().get_training_callbacks(training_callback_attributes)
