@@ -22,7 +22,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, ensure_scene, train_and_evaluate, train_args  # noqa: E402
+from benchmarks.train_eval import ROOT, ensure_scene, results_table, train_and_evaluate, train_args  # noqa: E402
 
 
 def run_scene(scene_name: str, iterations: int, device: str, output_dir: Path) -> dict:
@@ -53,15 +53,8 @@ def main() -> None:
         "Schedule: `scripts/quickstart_schedule.args` (500 static warm-up iterations, 64×4 deformation MLP). "
         "Training time excludes set-up and image caching. LPIPS: reported only when its weights are present.",
         "",
-        "| scene | iterations | PSNR | SSIM | LPIPS | Gaussians | train time (s) | it/s |",
-        "|---|---|---|---|---|---|---|---|",
+        *results_table(rows, ["scene"]),
     ]
-    for row in rows:
-        lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
-        lines.append(
-            f"| {row['scene']} | {options.iterations} | {row['psnr']:.2f} | {row['ssim']:.4f} | {lpips} | "
-            f"{row['gaussians']} | {row['train_seconds']:.0f} | {row['iterations_per_second']:.2f} |"
-        )
     lines += ["", "Exact training commands:", ""] + [f"- `{row['command']}`" for row in rows]
     print(write_section(options.section, "\n".join(lines)))
 

@@ -23,7 +23,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, ensure_scene, train_and_evaluate, train_args  # noqa: E402
+from benchmarks.train_eval import ROOT, ensure_scene, results_table, train_and_evaluate, train_args  # noqa: E402
 
 VARIANTS = {
     "deform4d": ("deform4d", []),
@@ -36,20 +36,6 @@ VARIANTS = {
 
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-")
-
-
-def table(rows: list, iterations: int) -> list:
-    lines = [
-        "| scene | variant | PSNR | SSIM | LPIPS | Gaussians | train time (s) | it/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
-        lines.append(
-            f"| {row['scene']} | {row['variant']} | {row['psnr']:.2f} | {row['ssim']:.4f} | {lpips} | "
-            f"{row['gaussians']} | {row['train_seconds']:.0f} | {row['iterations_per_second']:.2f} |"
-        )
-    return lines
 
 
 def main() -> None:
@@ -94,7 +80,7 @@ def main() -> None:
         "no RAFT weights are on this machine). Training time excludes set-up, image caching and the flow "
         "embeddings. LPIPS: only when its weights are present.",
         "",
-        *table(rows, options.iterations),
+        *results_table(rows, ["scene", "variant"]),
         "",
         "Exact training commands:",
         "",

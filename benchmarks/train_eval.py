@@ -79,3 +79,17 @@ def train_and_evaluate(args: List[str]) -> dict:
         "iterations_per_second": iterations / train_seconds,
         "gaussians": num_gaussians,
     }
+
+
+def results_table(rows: List[dict], label_columns: List[str]) -> List[str]:
+    """Markdown table of ``train_and_evaluate`` rows; ``label_columns`` name the row keys shown first."""
+    header = [*label_columns, "iterations", "PSNR", "SSIM", "LPIPS", "Gaussians", "train time (s)", "it/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
+        cells = [str(row[c]) for c in label_columns] + [
+            str(row["iterations"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpips, str(row["gaussians"]),
+            f"{row['train_seconds']:.0f}", f"{row['iterations_per_second']:.2f}",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines

@@ -52,9 +52,26 @@ def reduced_config(method_config, data: Path, output_dir: Path, iterations: int 
     cfg.pipeline.datamanager.dataparser.data = data
     model = cfg.pipeline.model
     for name, value in dict(
-        static_warmup_steps=1, warmup_length=1, refine_every=2, mlp_width=32, mlp_depth=3, mlp_skips=(1,)
+        static_warmup_steps=1, warmup_length=1, refine_every=2, mlp_width=32, mlp_depth=3, mlp_skips=(1,),
+        representation_dim=16, attention_dim=16, attention_heads=2, pooled_tokens=(2, 2), refinement_width=32,
+        refinement_depth=2,
     ).items():
         if hasattr(model, name):
             setattr(model, name, value)
     cfg.set_timestamp()
     return cfg
+
+
+def train_steps(trainer, steps: range) -> list:
+    """Run training iterations with their callbacks, as ``Trainer.train`` does; returns each step's loss dict."""
+    from nerfstudio.engine.callbacks import TrainingCallbackLocation
+
+    losses = []
+    for step in steps:
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        _, loss_dict, _ = trainer.train_iteration(step)
+        losses.append({name: float(value) for name, value in loss_dict.items()})
+        for callback in trainer.callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    return losses

@@ -27,27 +27,37 @@ def run(*args: str, cwd: Path) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def trained_run(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cli")
+SMALL_NETWORKS = {
+    "deform4d": ["--pipeline.model.mlp-width", "32", "--pipeline.model.mlp-depth", "3", "--pipeline.model.mlp-skips", "1"],
+    "flag4d": [
+        "--pipeline.model.mlp-width", "32", "--pipeline.model.mlp-depth", "3", "--pipeline.model.mlp-skips", "1",
+        "--pipeline.model.representation-dim", "16", "--pipeline.model.attention-dim", "16",
+        "--pipeline.model.attention-heads", "2", "--pipeline.model.refinement-width", "32",
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=sorted(SMALL_NETWORKS))
+def trained_run(request, tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    method = request.param
+    out = tmp_path_factory.mktemp(f"cli_{method}")
     run(
-        "ns-train", "deform4d", "--data", str(tiny_scene),
+        "ns-train", method, "--data", str(tiny_scene),
         "--machine.device-type", "cpu", "--vis", "tensorboard", "--viewer.quit-on-train-completion", "True",
         "--max-num-iterations", "6", "--steps-per-save", "6", "--output-dir", str(out / "outputs"),
         "--timestamp", "e2e", "--pipeline.model.static-warmup-steps", "2", "--pipeline.model.warmup-length", "2",
-        "--pipeline.model.refine-every", "2", "--pipeline.model.mlp-width", "32", "--pipeline.model.mlp-depth", "3",
-        "--pipeline.model.mlp-skips", "1",
+        "--pipeline.model.refine-every", "2", *SMALL_NETWORKS[method],
         "nerfies-data", "--downscale-factor", "1",
         cwd=out,
     )  # fmt: skip
-    config = out / "outputs" / tiny_scene.name / "deform4d" / "e2e" / "config.yml"
+    config = out / "outputs" / tiny_scene.name / method / "e2e" / "config.yml"
     assert config.exists()
     return config
 
 
 def test_ns_train_help_lists_our_methods(tmp_path: Path) -> None:
     text = run("ns-train", "--help", cwd=tmp_path)
-    assert "deform4d" in text
+    assert "deform4d" in text and "flag4d" in text
 
 
 def test_ns_eval_reports_test_view_metrics(trained_run: Path, tmp_path: Path) -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import reduced_config
+from conftest import reduced_config, train_steps
 from method_registry import registered_methods
-from nerfstudio.engine.callbacks import TrainingCallbackLocation
 from nerfstudio.scripts.train import train_loop
 from nerfstudio.utils.eval_utils import eval_setup
 
@@ -26,7 +25,7 @@ def test_our_methods_are_registered() -> None:
     from nerfstudio.plugins.registry import discover_methods
 
     methods, descriptions = discover_methods()
-    for name in ["deform4d"]:
+    for name in ["deform4d", "flag4d"]:
         assert name in methods and descriptions[name]
 
 
@@ -43,15 +42,6 @@ def test_train_then_eval_setup(method: str, tiny_scene: Path, tmp_path: Path) ->
     metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
     assert math.isfinite(metrics["psnr"]) and 0.0 < metrics["ssim"] <= 1.0
     assert "lpips" not in metrics  # no AlexNet weights in the test environment: reported unavailable, never faked
-
-
-def _train_steps(trainer, steps: range) -> None:
-    for step in steps:
-        for callback in trainer.callbacks:
-            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        trainer.train_iteration(step)
-        for callback in trainer.callbacks:
-            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
 
 
 def _fixed_view_l1(pipeline) -> float:
@@ -76,7 +66,7 @@ def trained_deform4d(tiny_scene: Path, tmp_path_factory: pytest.TempPathFactory)
     trainer = cfg.setup(local_rank=0, world_size=1)
     trainer.setup()
     before = _fixed_view_l1(trainer.pipeline)
-    _train_steps(trainer, range(40))
+    train_steps(trainer, range(40))
     after = _fixed_view_l1(trainer.pipeline)
     trainer.save_checkpoint(39)
     cfg.save_config()
@@ -123,7 +113,7 @@ def test_resume_keeps_densifying(trained_deform4d) -> None:
     assert trainer._start_step == 40
     model = trainer.pipeline.model
     count_before = model.num_points
-    _train_steps(trainer, range(40, 52))
+    train_steps(trainer, range(40, 52))
     # densification ran on the resumed optimizers (it used to crash with stale optimizer state)
     assert model.num_points != count_before
     for name, param in model.gauss_params.items():

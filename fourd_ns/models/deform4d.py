@@ -21,14 +21,13 @@ from fourd_ns.models.deformable_splatfacto import DeformableSplatfactoModel, Def
 
 
 @dataclass
-class Deform4DModelConfig(DeformableSplatfactoModelConfig):
-    """Deformable-3DGS: canonical Gaussians + a deformation MLP on positional encodings of position and time."""
+class DeformationMLPOptions:
+    """Options of a Deformable-3DGS deformation MLP (deform4d's field, FLAG-4D's IDN core)."""
 
-    _target: Type = field(default_factory=lambda: Deform4DModel)
     mlp_depth: int = 8
-    """Number of hidden layers of the deformation MLP."""
+    """Number of hidden layers of the deformation MLP (Deformable-3DGS: 8)."""
     mlp_width: int = 256
-    """Width of the deformation MLP."""
+    """Width of the deformation MLP (Deformable-3DGS: 256)."""
     mlp_skips: Tuple[int, ...] = (4,)
     """Layers after which the encoded input is concatenated again."""
     position_frequencies: int = 10
@@ -38,19 +37,30 @@ class Deform4DModelConfig(DeformableSplatfactoModelConfig):
     time_net_width: Optional[int] = None
     """If set, the encoded time goes through Linear(width) → ReLU → Linear(30) first (the D-NeRF variant)."""
 
+    def mlp_kwargs(self) -> dict:
+        """Keyword arguments of ``DeformationMLP`` for these options."""
+        return dict(
+            depth=self.mlp_depth,
+            width=self.mlp_width,
+            skips=self.mlp_skips,
+            position_frequencies=self.position_frequencies,
+            time_frequencies=self.time_frequencies,
+            time_net_width=self.time_net_width,
+        )
+
+
+@dataclass
+class Deform4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
+    """Deformable-3DGS: canonical Gaussians + a deformation MLP on positional encodings of position and time."""
+
+    _target: Type = field(default_factory=lambda: Deform4DModel)
+
 
 class Deform4DModel(DeformableSplatfactoModel):
     config: Deform4DModelConfig
 
     def populate_deformation(self) -> None:
-        self.deformation_field = DeformationMLP(
-            depth=self.config.mlp_depth,
-            width=self.config.mlp_width,
-            skips=self.config.mlp_skips,
-            position_frequencies=self.config.position_frequencies,
-            time_frequencies=self.config.time_frequencies,
-            time_net_width=self.config.time_net_width,
-        )
+        self.deformation_field = DeformationMLP(**self.config.mlp_kwargs())
 
     def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
         return self.deformation_field(means, times)

@@ -58,11 +58,12 @@ from fourd_ns.deformation.flag4d_losses import (
 from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.flow.guidance import FlowGuidance
 from fourd_ns.gaussians.gaussian_state import GaussianState
+from fourd_ns.models.deform4d import DeformationMLPOptions
 from fourd_ns.models.deformable_splatfacto import DeformableSplatfactoModel, DeformableSplatfactoModelConfig
 
 
 @dataclass
-class Flag4DModelConfig(DeformableSplatfactoModelConfig):
+class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     """FLAG-4D: IDN + flow-guided GMN with mutual learning, depth, rigidity and smooth-opacity terms."""
 
     _target: Type = field(default_factory=lambda: Flag4DModel)
@@ -78,18 +79,8 @@ class Flag4DModelConfig(DeformableSplatfactoModelConfig):
     """W: times t, t+1, …, t+W−1 queried by the IDN core (paper: 4)."""
     representation_dim: int = 64
     """Width of the GRU state δθ_rep."""
-    mlp_depth: int = 8
-    """Hidden layers of the IDN core MLP (Deformable-3DGS: 8)."""
-    mlp_width: int = 256
-    """Width of the IDN core MLP (Deformable-3DGS: 256)."""
-    mlp_skips: Tuple[int, ...] = (4,)
-    """Layers of the IDN core after which the encoded input is concatenated again."""
-    position_frequencies: int = 10
-    """Frequencies of the positional encodings of canonical positions (IDN core, GMN)."""
-    time_frequencies: int = 10
-    """Frequencies of the time encodings (IDN core, DRN's S(t))."""
-    time_net_width: Optional[int] = None
-    """If set, the IDN core's encoded time goes through a small time net first (Deformable-3DGS D-NeRF variant)."""
+    # (the IDN core's mlp_* / position_frequencies / time_frequencies / time_net_width options are inherited;
+    #  position and time frequencies are also those of the GMN's encodings)
     # ---- GMN
     flow_channels: int = 128
     """Channels of each flow embedding; set by the pipeline from pipeline.flow.embedding-channels."""
@@ -140,14 +131,7 @@ class Flag4DModel(DeformableSplatfactoModel):
         self.gmn: Optional[GlobalMotionNetwork] = None
         if cfg.use_idn:
             self.idn = InstantaneousDeformationNetwork(
-                window_size=cfg.window_size,
-                representation_dim=cfg.representation_dim,
-                depth=cfg.mlp_depth,
-                width=cfg.mlp_width,
-                skips=cfg.mlp_skips,
-                position_frequencies=cfg.position_frequencies,
-                time_frequencies=cfg.time_frequencies,
-                time_net_width=cfg.time_net_width,
+                window_size=cfg.window_size, representation_dim=cfg.representation_dim, **cfg.mlp_kwargs()
             )
         if cfg.use_gmn:
             self.gmn = GlobalMotionNetwork(
