@@ -139,6 +139,32 @@ def test_viewer_time_slider_changes_the_flag4d_render(trained_flag4d) -> None:
     assert (renders[0] - renders[1]).abs().max() > 1e-4
 
 
+def test_deforming_a_subset_equals_selecting_from_the_whole_set(trained_flag4d) -> None:
+    _, trainer, _ = trained_flag4d
+    model = trainer.pipeline.model
+    model.eval()
+    rows = torch.tensor([5, 0, model.num_points - 1])
+    with torch.no_grad():
+        whole = model.gaussians_at(0.4)
+        subset = model.deformed_subset(0.4, rows)
+    model.train()
+    assert torch.allclose(subset.means, whole.means[rows], atol=1e-5)
+    assert torch.allclose(subset.quats, whole.quats[rows], atol=1e-5)
+
+
+def test_mutual_loss_on_a_random_subset(trained_flag4d) -> None:
+    _, trainer, _ = trained_flag4d
+    model = trainer.pipeline.model
+    model.config.mutual_max_gaussians = 7
+    try:
+        losses = train_steps(trainer, range(ITERATIONS, ITERATIONS + 1))
+        record = model._last_record
+        assert record["mutual_rows"].shape == (7,) and record["gmn"].shape == (7, 10)
+        assert math.isfinite(losses[-1]["mutual_loss"])
+    finally:
+        model.config.mutual_max_gaussians = 4096
+
+
 def test_smooth_opacity_runs_right_after_densification_only(trained_flag4d, monkeypatch) -> None:
     from fourd_ns.deformation.flag4d_losses import smooth_opacity_update
 

@@ -277,3 +277,46 @@ def test_gathered_bilinear_sampling_matches_grid_sample_values_and_gradients() -
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feature_map)
     (grad_reference,) = torch.autograd.grad((reference * weights).sum(), feature_map)
     assert torch.allclose(grad_ours, grad_reference, atol=1e-5)
+
+
+def test_isolated_prediction_for_a_subset_matches_the_attached_rows() -> None:
+    idn, gmn = tiny_idn(), tiny_gmn()
+    means, quats, scales = canonical()
+    times = torch.full((N, 1), 0.3)
+    idn_out = idn(means, times, window_step=0.1)
+    past, future = torch.randn(C, 5, 7), torch.randn(C, 5, 7)
+    subset = torch.tensor([4, 1])
+    out = gmn(
+        means, quats, scales, idn_out.representation, deformation_to_vector(idn_out.forecast), past, future, 0.3,
+        projections=torch.rand(N, 2) * 2 - 1, with_isolated_prediction=True, isolated_indices=subset,
+    )  # fmt: skip
+    assert torch.equal(out.isolated_indices, subset)
+    attached = deformation_to_vector(out.deformation)
+    isolated = deformation_to_vector(out.isolated_deformation)
+    assert attached.shape == (N, 10) and isolated.shape == (2, 10)
+    assert torch.allclose(isolated, attached[subset], atol=1e-6)
+    # the isolated rows carry no gradient into the IDN
+    idn.zero_grad(set_to_none=True)
+    isolated.square().sum().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in idn.parameters())
+
+
+def test_rigidity_over_anchors_is_the_mean_over_those_anchors() -> None:
+    generator = torch.Generator().manual_seed(5)
+    points = torch.randn(30, 3, generator=generator)
+    bent = points + 0.1 * torch.randn(30, 3, generator=generator)
+    quats = torch.nn.functional.normalize(torch.randn(30, 4, generator=generator), dim=-1)
+    quats_now = torch.nn.functional.normalize(torch.randn(30, 4, generator=generator), dim=-1)
+    indices, weights = knn_graph(points, num_neighbours=4, distance_falloff=None)
+    every = local_rigidity_loss(points, bent, quats, quats_now, indices, weights)
+    assert torch.allclose(every, local_rigidity_loss(points, bent, quats, quats_now, indices, weights, anchors=torch.arange(30)))
+    anchors = torch.tensor([3, 17, 8])
+    per_anchor = torch.stack(
+        [local_rigidity_loss(points, bent, quats, quats_now, indices, weights, anchors=a[None]) for a in anchors]
+    )
+    subset = local_rigidity_loss(points, bent, quats, quats_now, indices, weights, anchors=anchors)
+    assert torch.allclose(subset, per_anchor.mean())
+    all_anchors = torch.stack(
+        [local_rigidity_loss(points, bent, quats, quats_now, indices, weights, anchors=torch.tensor([i])) for i in range(30)]
+    )
+    assert torch.allclose(every, all_anchors.mean())

@@ -40,8 +40,8 @@ Choices where the paper is silent:
 - **Stop-gradient of Eq. 7 through the GMN's conditioning.** The GMN's prediction depends on the IDN's outputs
   (``δθ_rep``, ``δθ_t``), so even with ``sg(δθ^IDN)`` as target, the first term of Eq. 7 would push gradients into
   the IDN through the GMN's inputs. ``forward(..., with_isolated_prediction=True)`` also returns the same prediction
-  computed from *detached* IDN inputs (same values, shared motion map, sampled tokens and time noise, the
-  per-Gaussian MLPs run on a 2N batch); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
+  computed from *detached* IDN inputs (same values, shared motion map, sampled tokens and time noise), for all
+  Gaussians or a chosen subset (``isolated_indices``; the per-Gaussian networks then run on N + M rows); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
   both networks while Eq. 7's first term trains only the GMN.
 - **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: one N(0, 1) scalar per call, times
   ``time_noise_std`` (the caller anneals it and passes 0 at evaluation), added to t before the NeRF frequency
@@ -133,9 +133,8 @@ class ContextualDeformationAlignment(nn.Module):
     """Multi-head cross-attention (Eq. 5): ``M_scene = softmax(G_unified K^T / √d) V`` over a bounded token set.
 
     Keys and values come from the motion map: an average-pooled ``pooled_grid`` shared by every Gaussian and/or a
-    ``local_window²`` bilinear neighbourhood around each Gaussian's projection (module docstring). The queries may be
-    ``copies`` stacked sets of the same N Gaussians (the isolated prediction): the local tokens are sampled once
-    for the N projections and shared by every copy.
+    ``local_window²`` bilinear neighbourhood around each Gaussian's projection (module docstring). Queries map to
+    Gaussians through ``rows``, so the isolated prediction reuses the tokens sampled for its Gaussians.
     """
 
     def __init__(
@@ -184,19 +183,19 @@ class ContextualDeformationAlignment(nn.Module):
 
     def forward(
         self,
-        query: Float[Tensor, "CN D"],
+        query: Float[Tensor, "Q D"],
         motion_map: Float[Tensor, "D h w"],
         projections: Optional[Float[Tensor, "N 2"]] = None,
-        copies: int = 1,
-    ) -> Tuple[Float[Tensor, "CN D"], Float[Tensor, "CN H K"]]:
-        """Aligned motion feature ``M_scene`` and attention weights ``[copies·N, heads, key length]``.
+        rows: Optional[Tensor] = None,
+    ) -> Tuple[Float[Tensor, "Q D"], Float[Tensor, "Q H K"]]:
+        """Aligned motion feature ``M_scene`` and attention weights ``[Q, heads, key length]``.
 
-        ``query`` holds ``copies`` stacked query sets of the same N Gaussians (``projections`` is ``[N, 2]``).
+        ``rows[q]`` is the Gaussian (row of ``projections``) that query q belongs to; ``None`` means query q is
+        Gaussian q. Several queries may share a Gaussian (the isolated prediction): its local tokens are sampled once.
         """
         total = query.shape[0]
-        num = total // copies
         heads, head_dim = self.num_heads, self.head_dim
-        q = self.query_projection(query).reshape(copies, num, heads, head_dim) / math.sqrt(head_dim)
+        q = self.query_projection(query).reshape(total, heads, head_dim) / math.sqrt(head_dim)
         key_map = self._project_map(self.key_projection, motion_map)
         value_map = self._project_map(self.value_projection, motion_map)
 
@@ -205,28 +204,29 @@ class ContextualDeformationAlignment(nn.Module):
             shared_keys = F.adaptive_avg_pool2d(key_map[None], self.pooled_grid)[0].flatten(1).T  # [M, D]
             shared_values = F.adaptive_avg_pool2d(value_map[None], self.pooled_grid)[0].flatten(1).T
             shared_keys = shared_keys.reshape(-1, heads, head_dim)
-            logits.append(torch.einsum("cnhd,mhd->cnhm", q, shared_keys))
+            logits.append(torch.einsum("qhd,mhd->qhm", q, shared_keys))
             values.append(("shared", shared_values.reshape(-1, heads, head_dim)))
         if self.local_window > 0:
             if projections is None:
                 raise ValueError("local_window > 0 needs the Gaussians' 2D projections (pass projections=[N, 2])")
             # Keys and values sampled in one pass (sampling commutes with the per-cell linear projections).
             local = self._local_tokens(torch.cat([key_map, value_map]), projections)  # [N, K, 2D]
-            local_keys, local_values = local.reshape(num, -1, 2, heads, head_dim).unbind(dim=2)
-            logits.append(torch.einsum("cnhd,nmhd->cnhm", q, local_keys))
+            if rows is not None:
+                local = local[rows]
+            local_keys, local_values = local.reshape(total, -1, 2, heads, head_dim).unbind(dim=2)
+            logits.append(torch.einsum("qhd,qmhd->qhm", q, local_keys))
             values.append(("local", local_values))
 
-        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [copies, N, H, K]
-        output = q.new_zeros(copies, num, heads, head_dim)
+        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [Q, H, K]
+        output = q.new_zeros(total, heads, head_dim)
         start = 0
         for kind, value in values:
             length = value.shape[0] if kind == "shared" else value.shape[1]
             part = weights[..., start : start + length]
-            equation = "cnhm,mhd->cnhd" if kind == "shared" else "cnhm,nmhd->cnhd"
+            equation = "qhm,mhd->qhd" if kind == "shared" else "qhm,qmhd->qhd"
             output = output + torch.einsum(equation, part, value)
             start += length
-        scene_motion = self.output_projection(output.reshape(total, self.model_dim))
-        return scene_motion, weights.reshape(total, heads, -1)
+        return self.output_projection(output.reshape(total, self.model_dim)), weights
 
 
 class DeformationRefinementNetwork(nn.Module):
@@ -276,7 +276,10 @@ class GMNOutput:
     attention_weights: Float[Tensor, "N H K"]
     """CDA attention weights; K ≤ ``max_tokens_per_gaussian``."""
     isolated_deformation: Optional[Deformation] = None
-    """The same prediction from detached IDN inputs (``with_isolated_prediction``), for Eq. 7's GMN term."""
+    """The same prediction from detached IDN inputs (``with_isolated_prediction``), for Eq. 7's GMN term, for the
+    Gaussians ``isolated_indices``."""
+    isolated_indices: Optional[Tensor] = None
+    """``[M]`` rows of the Gaussians ``isolated_deformation`` is computed for (all N unless a subset was asked)."""
 
 
 class GlobalMotionNetwork(nn.Module):
@@ -351,6 +354,7 @@ class GlobalMotionNetwork(nn.Module):
         time_noise_std: float = 0.0,
         with_isolated_prediction: bool = False,
         time_offset: float = 0.0,
+        isolated_indices: Optional[Tensor] = None,
     ) -> GMNOutput:
         """Final deformation of the canonical Gaussians at time ``time``.
 
@@ -363,6 +367,8 @@ class GlobalMotionNetwork(nn.Module):
             projections: ``[N, 2]`` in [−1, 1] over the flow map; required when ``local_window > 0``.
             time_noise_std: std of the scalar Gaussian noise added to t for ``S(t)`` (0 at evaluation).
             with_isolated_prediction: also return ``isolated_deformation`` (module docstring).
+            isolated_indices: compute the isolated prediction for these rows only (default: all); Eq. 7 averaged
+                over a random subset is an unbiased estimate of its mean at a bounded cost.
             time_offset: a noise value drawn by the caller, added to t in ``S(t)`` only (the model base draws the
                 annealed time noise once per iteration and shares it between the IDN and the GMN).
         """
@@ -370,18 +376,22 @@ class GlobalMotionNetwork(nn.Module):
             raise ValueError(f"forecast must have {DEFORMATION_DIM} channels [Δx, Δq, Δs], got {forecast.shape}")
         num = canonical_means.shape[0]
         motion_map = self.temporal_fusion(past_flow, future_flow, time)
-        copies = 2 if with_isolated_prediction else 1
+        rows = None
         if with_isolated_prediction:
-            representation = torch.cat([representation, representation.detach()])
-            forecast = torch.cat([forecast, forecast.detach()])
+            if isolated_indices is None:
+                isolated_indices = torch.arange(num, device=canonical_means.device)
+            rows = torch.cat([torch.arange(num, device=canonical_means.device), isolated_indices])
+            representation = torch.cat([representation, representation.detach()[isolated_indices]])
+            forecast = torch.cat([forecast, forecast.detach()[isolated_indices]])
             canonical_means, canonical_quats, canonical_scales = (
-                x.repeat(2, 1) for x in (canonical_means, canonical_quats, canonical_scales)
+                x[rows] for x in (canonical_means, canonical_quats, canonical_scales)
             )
         query = self.unified_query(representation, canonical_means, canonical_quats, canonical_scales)
-        scene_motion, weights = self.alignment(query, motion_map, projections, copies=copies)
+        scene_motion, weights = self.alignment(query, motion_map, projections, rows=rows)
 
+        total = query.shape[0]
         noise = torch.randn((), device=canonical_means.device) * time_noise_std if time_noise_std > 0 else 0.0
-        noisy_times = torch.full((copies * num, 1), float(time) + time_offset, device=canonical_means.device) + noise
+        noisy_times = torch.full((total, 1), float(time) + time_offset, device=canonical_means.device) + noise
         step = vector_to_deformation(forecast)
         deformation = self.refinement(
             noisy_times,
@@ -392,5 +402,10 @@ class GlobalMotionNetwork(nn.Module):
         )
         if not with_isolated_prediction:
             return GMNOutput(deformation=deformation, attention_weights=weights)
-        attached, isolated = (vector_to_deformation(part) for part in deformation_to_vector(deformation).split(num))
-        return GMNOutput(deformation=attached, attention_weights=weights[:num], isolated_deformation=isolated)
+        vector = deformation_to_vector(deformation)
+        return GMNOutput(
+            deformation=vector_to_deformation(vector[:num]),
+            attention_weights=weights[:num],
+            isolated_deformation=vector_to_deformation(vector[num:]),
+            isolated_indices=isolated_indices,
+        )

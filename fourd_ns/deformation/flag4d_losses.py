@@ -138,15 +138,21 @@ def local_rigidity_loss(
     neighbour_indices: Int[Tensor, "N k"],
     neighbour_weights: Float[Tensor, "N k"],
     weight: float = 1.0,
+    anchors: Optional[Int[Tensor, "S"]] = None,
 ) -> Float[Tensor, ""]:
     """Eq. 10–11: ``1/(k|G|) Σ_i Σ_{j∈knn(i)} w_ij ||(μ_{j,t−1} − μ_{i,t−1}) − R_{i,t−1} R_{i,t}^{-1} (μ_{j,t} − μ_{i,t})||``.
 
-    ``R_{i,t}^{-1} = R_{i,t}^T``; quaternions are wxyz.
+    ``R_{i,t}^{-1} = R_{i,t}^T``; quaternions are wxyz. ``anchors`` restricts the outer sum to those Gaussians i (the
+    mean over a uniform random subset is an unbiased estimate of Eq. 11); only the rows of the anchors and of their
+    neighbours are read.
     """
-    num, k = neighbour_indices.shape
-    offsets_previous = means_previous[neighbour_indices] - means_previous[:, None, :]  # [N, k, 3]
-    offsets_current = means_current[neighbour_indices] - means_current[:, None, :]
-    relative = quat_to_rotmat(quats_previous) @ quat_to_rotmat(quats_current).transpose(-1, -2)
+    if anchors is None:
+        anchors = torch.arange(neighbour_indices.shape[0], device=neighbour_indices.device)
+    neighbours = neighbour_indices[anchors]  # [S, k]
+    count, k = neighbours.shape
+    offsets_previous = means_previous[neighbours] - means_previous[anchors][:, None, :]  # [S, k, 3]
+    offsets_current = means_current[neighbours] - means_current[anchors][:, None, :]
+    relative = quat_to_rotmat(quats_previous[anchors]) @ quat_to_rotmat(quats_current[anchors]).transpose(-1, -2)
     predicted_previous = torch.einsum("nab,nkb->nka", relative, offsets_current)
-    residual = torch.linalg.norm(offsets_previous - predicted_previous, dim=-1)  # [N, k]
-    return weight * (neighbour_weights * residual).sum() / max(k * num, 1)
+    residual = torch.linalg.norm(offsets_previous - predicted_previous, dim=-1)  # [S, k]
+    return weight * (neighbour_weights[anchors] * residual).sum() / max(k * count, 1)

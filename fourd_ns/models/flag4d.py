@@ -18,6 +18,10 @@ give the network-level choices):
    Gaussians at t and the Gaussians at the neighbouring training frame (t−1, or t+1 for the first frame), the latter
    without gradient (a target, as Dynamic3DGaussians treats the previous time step), over k canonical nearest
    neighbours refreshed whenever the number of Gaussians changes and every ``rigidity_knn_every`` steps.
+   Eq. 7 and Eq. 11 are means over Gaussians; each step estimates them on a uniform random subset
+   (``mutual_max_gaussians``, ``rigidity_max_anchors``; 0 = all), which keeps their extra network passes bounded
+   (the GMN's isolated prediction; deforming the anchors and their neighbours to the neighbouring frame) while the
+   expected gradient is unchanged.
 4. Smooth opacity (Eq. 8) right after each densification step.
 
 Ablations (paper Table 3) are switches, not copies: ``use_idn=False`` (GMN alone: ``δθ_rep = 0`` and
@@ -99,6 +103,9 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     # ---- losses (Eq. 12)
     mutual_weight: float = 1.0
     """Weight of the mutual-learning loss (Eq. 7)."""
+    mutual_max_gaussians: int = 4096
+    """Eq. 7 is averaged over at most this many random Gaussians per step (unbiased; bounds the cost of the GMN's
+    isolated prediction); 0 uses every Gaussian."""
     depth_weight: float = 1.0
     """Weight of the depth loss (Eq. 9); used only when the dataset has depth maps."""
     rigidity_weight: float = 1.0
@@ -107,6 +114,9 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     """k nearest canonical neighbours of the rigidity loss."""
     rigidity_falloff: Optional[float] = None
     """λ of w_ij = exp(−λ d²); None: 1 / median neighbour distance² (scale-free)."""
+    rigidity_max_anchors: int = 512
+    """Eq. 11's outer sum runs over at most this many random Gaussians per step (unbiased; only they and their
+    neighbours are deformed to the neighbouring frame); 0 uses every Gaussian."""
     rigidity_knn_every: int = 100
     """Rebuild the neighbour graph every this many steps (and whenever the number of Gaussians changes)."""
     smooth_opacity: bool = True
@@ -162,6 +172,7 @@ class Flag4DModel(DeformableSplatfactoModel):
         self._query_time = 0.0
         self._record: Optional[dict] = None
         self._last_record: Optional[dict] = None
+        self._rows: Optional[Tensor] = None
         self._knn: Optional[tuple] = None
 
     @property
@@ -210,8 +221,16 @@ class Flag4DModel(DeformableSplatfactoModel):
 
     # ---------------------------------------------------------------- deformation
     def _canonical_frame(self) -> Tuple[Tensor, Tensor]:
-        quats = self.gauss_params["quats"]
-        return quats / quats.norm(dim=-1, keepdim=True), torch.exp(self.gauss_params["scales"])
+        quats, scales = self.gauss_params["quats"], self.gauss_params["scales"]
+        if self._rows is not None:
+            quats, scales = quats[self._rows], scales[self._rows]
+        return quats / quats.norm(dim=-1, keepdim=True), torch.exp(scales)
+
+    def _random_subset(self, count: int, limit: int) -> Optional[Tensor]:
+        """``limit`` random row indices out of ``count`` (None when ``limit`` is 0 or not smaller than ``count``)."""
+        if limit <= 0 or limit >= count:
+            return None
+        return torch.randperm(count, device=self.device)[:limit]
 
     def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
         record = self._record
@@ -231,6 +250,7 @@ class Flag4DModel(DeformableSplatfactoModel):
         past, future = guidance.frame_embeddings(frame)
         quats, scales = self._canonical_frame()
         isolated = record is not None and self.mutual_active
+        subset = self._random_subset(num, self.config.mutual_max_gaussians) if isolated else None
         output = self.gmn(
             means,
             quats,
@@ -243,11 +263,35 @@ class Flag4DModel(DeformableSplatfactoModel):
             projections=guidance.project(frame, (means + forecast[:, :3]).detach()),
             with_isolated_prediction=isolated,
             time_offset=noise,
+            isolated_indices=subset,
         )
         if isolated:
-            record["idn"] = forecast
+            record["mutual_rows"] = output.isolated_indices
+            record["idn"] = forecast[output.isolated_indices]
             record["gmn"] = deformation_to_vector(output.isolated_deformation)
         return output.deformation
+
+    def deformed_subset(self, time: float, rows: Tensor) -> GaussianState:
+        """The Gaussians ``rows`` at ``time`` (the networks are per-Gaussian, so this equals
+        ``gaussians_at(time).select(rows)`` up to the random time noise, at the cost of ``len(rows)`` Gaussians)."""
+        canonical = self.canonical_gaussians().select(rows)
+        if not self.deformation_active():
+            return canonical
+        self._query_time = float(time)
+        self._rows = rows
+        try:
+            t = time + self.training_time_noise()
+            times = torch.full((canonical.means.shape[0], 1), t, device=canonical.means.device)
+            offsets = self.deformation_at(canonical.means, times)
+        finally:
+            self._rows = None
+        return GaussianState(
+            means=canonical.means + offsets.d_means,
+            quats=canonical.quats + offsets.d_quats,
+            scales=canonical.scales + offsets.d_scales,
+            opacities=canonical.opacities,
+            features=canonical.features,
+        )
 
     def gaussians_at(self, time: float) -> GaussianState:
         self._query_time = float(time)
@@ -288,17 +332,27 @@ class Flag4DModel(DeformableSplatfactoModel):
         return self._knn[2], self._knn[3]
 
     def rigidity_loss(self, state: GaussianState, time: float) -> Optional[Tensor]:
-        """Eq. 10–11 between the rendered Gaussians at ``time`` and those at the neighbouring training frame."""
+        """Eq. 10–11 between the rendered Gaussians at ``time`` and those at the neighbouring training frame, over
+        at most ``rigidity_max_anchors`` random Gaussians and their neighbours."""
         neighbour_time = self._neighbour_time(time)
         if neighbour_time is None or self.num_points < 2:
             return None
-        with torch.no_grad():
-            previous = self.gaussians_at(neighbour_time)
-        self._query_time = time
         indices, weights = self._neighbour_graph()
+        anchors = self._random_subset(self.num_points, self.config.rigidity_max_anchors)
+        if anchors is None:
+            anchors = torch.arange(self.num_points, device=self.device)
+        needed = torch.unique(torch.cat([anchors, indices[anchors].reshape(-1)]))
+        with torch.no_grad():
+            previous = self.deformed_subset(neighbour_time, needed)
+            means_previous = state.means.detach().clone()
+            quats_previous = state.quats.detach().clone()
+            means_previous[needed] = previous.means
+            quats_previous[needed] = previous.quats
+        self._query_time = time
         return local_rigidity_loss(
-            previous.means, state.means, previous.quats, state.quats, indices, weights, self.config.rigidity_weight
-        )
+            means_previous, state.means, quats_previous, state.quats, indices, weights, self.config.rigidity_weight,
+            anchors=anchors,
+        )  # fmt: skip
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
@@ -306,9 +360,8 @@ class Flag4DModel(DeformableSplatfactoModel):
         if not self.training or not record or "state" not in record or not self.deformation_active():
             return losses
         if "gmn" in record:
-            losses["mutual_loss"] = mutual_learning_loss(
-                record["idn"], record["gmn"], self._visible(), self.config.mutual_weight
-            )
+            visible = self._visible()[record["mutual_rows"]]
+            losses["mutual_loss"] = mutual_learning_loss(record["idn"], record["gmn"], visible, self.config.mutual_weight)
         if self.uses_depth_prior and outputs.get("depth") is not None and "depth_image" in batch:
             rendered = outputs["depth"]
             prior = batch["depth_image"].to(rendered)
