@@ -5,8 +5,8 @@ Run from the repository root::
     python -m benchmarks.flag4d_ablation --scenes bell press --iterations 1500
 
 Every variant trains with the README quickstart schedule (``scripts/quickstart_schedule.args``: 500 static warm-up
-iterations, 64×4 core MLP for both deform4d and the IDN) and the same seed; the flag4d variants differ only by the
-ablation switch. Results go to the ``flag4d-ablation`` section of docs/benchmarks.md (``--section`` to keep runs at
+iterations, 64×4 core MLP for both deform4d and the IDN; ``scripts/quickstart_flag4d.args`` for flag4d's GMN
+widths) and the same seed; the flag4d variants differ only by the ablation switch. Results go to the ``flag4d-ablation`` section of docs/benchmarks.md (``--section`` to keep runs at
 different budgets or on other devices apart) and, row by row as they finish, to
 ``outputs/benchmarks/<section>.json``, so an interrupted run keeps what it measured (``--resume`` skips rows done).
 """
@@ -75,9 +75,10 @@ def main() -> None:
         "Scenes: `fourd-synth` presets at 320×180 (trained at `rgb/2x`, 160×90), 48 time steps; train = left camera, "
         "test = right camera (48 views), final checkpoint, seed 42 for every run. Schedule: "
         "`scripts/quickstart_schedule.args` for all variants (500 static warm-up iterations, 64×4 MLP as deform4d's "
-        "field and as the IDN core); flag4d uses its defaults otherwise (GMN D=64, 4 heads, 8×8 pooled + 3×3 local "
-        "tokens, DRN 128×3, all loss weights 1, depth prior = the synthetic depth maps, DIS flow embeddings because "
-        "no RAFT weights are on this machine). Training time excludes set-up, image caching and the flow "
+        "field and as the IDN core) and `scripts/quickstart_flag4d.args` for the flag4d variants (GRU state and "
+        "attention width 32, DRN 64×2); otherwise flag4d's defaults (4 heads, 8×8 pooled + 3×3 local tokens, all "
+        "loss weights 1, Eq. 7 on ≤4096 and Eq. 11 on ≤512 random Gaussians per step, depth prior = the synthetic "
+        "depth maps, DIS flow embeddings because no RAFT weights are on this machine). Training time excludes set-up, image caching and the flow "
         "embeddings. LPIPS: only when its weights are present.",
         "",
         *results_table(rows, ["scene", "variant"]),

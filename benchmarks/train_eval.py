@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
 
 
-def schedule_args() -> List[str]:
-    """The reduced CPU schedule of the README quickstart (``scripts/quickstart_schedule.args``)."""
-    return SCHEDULE_ARGS.read_text().split()
+def schedule_args(method: str) -> List[str]:
+    """The reduced CPU schedule of the README quickstart: ``scripts/quickstart_schedule.args`` plus the method's
+    ``scripts/quickstart_<method>.args`` when it exists (flag4d's smaller GMN widths)."""
+    method_args = SCHEDULE_ARGS.parent / f"quickstart_{method}.args"
+    return SCHEDULE_ARGS.read_text().split() + (method_args.read_text().split() if method_args.exists() else [])
 
 
 def train_args(
@@ -31,7 +33,7 @@ def train_args(
         "--experiment-name", "benchmark", "--timestamp", name,
         "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
         "--steps-per-eval-all-images", "1000000",
-        *schedule_args(), *(extra or []),
+        *schedule_args(method), *(extra or []),
         "nerfies-data", "--downscale-factor", "2",
     ]  # fmt: skip
 

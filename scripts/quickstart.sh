@@ -4,7 +4,7 @@
 #
 # The schedule is shortened for a 2-core CPU (see README "Quickstart"); on a CUDA machine the same command runs on
 # the GPU. ITERATIONS=... overrides the number of training iterations, METHOD=deform4d trains the baseline instead.
-# The shortened schedule's flags are in scripts/quickstart_schedule.args (benchmarks/flag4d_ablation.py and
+# The shortened schedule's flags are in scripts/quickstart_schedule.args (+ scripts/quickstart_<method>.args) (benchmarks/flag4d_ablation.py and
 # benchmarks/deform4d_synthetic.py measure the same schedule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ fi
   --machine.device-type "$DEVICE" --vis tensorboard --viewer.quit-on-train-completion True \
   --output-dir outputs --experiment-name quickstart --timestamp bell \
   --max-num-iterations "$ITERATIONS" --steps-per-save "$ITERATIONS" --steps-per-eval-all-images 1000000 \
-  $(cat scripts/quickstart_schedule.args) \
+  $(cat scripts/quickstart_schedule.args) $(cat "scripts/quickstart_$METHOD.args" 2>/dev/null || true) \
   nerfies-data --downscale-factor 2
 
 CONFIG="$OUT/$METHOD/bell/config.yml"

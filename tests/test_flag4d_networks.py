@@ -320,3 +320,27 @@ def test_rigidity_over_anchors_is_the_mean_over_those_anchors() -> None:
         [local_rigidity_loss(points, bent, quats, quats_now, indices, weights, anchors=torch.tensor([i])) for i in range(30)]
     )
     assert torch.allclose(every, all_anchors.mean())
+
+
+@pytest.mark.parametrize("window", [1, 2, 3])
+def test_window_sampling_from_one_patch_matches_per_point_sampling(window: int) -> None:
+    from fourd_ns.deformation.flag4d_gmn import (
+        ContextualDeformationAlignment,
+        bilinear_sample_border,
+        bilinear_window_sample,
+    )
+
+    generator = torch.Generator().manual_seed(window)
+    feature_map = torch.randn(6, 5, 8, generator=generator, requires_grad=True)
+    centers = torch.rand(40, 2, generator=generator) * 4.0 - 2.0  # inside, at the borders and far outside
+    centers[0] = torch.tensor([-1.0, 1.0])
+    alignment = ContextualDeformationAlignment(model_dim=8, num_heads=2, pooled_grid=None, local_window=window)
+    offsets = alignment.local_offsets(5, 8, torch.device("cpu"))
+    reference = bilinear_sample_border(feature_map, centers[:, None, :] + offsets[None])
+    ours = bilinear_window_sample(feature_map, centers, window)
+    assert ours.shape == (40, window * window, 6)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    weights = torch.randn(40, window * window, 6, generator=generator)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feature_map)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), feature_map)
+    assert torch.allclose(grad_ours, grad_reference, atol=1e-4)

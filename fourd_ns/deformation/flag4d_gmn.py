@@ -129,6 +129,34 @@ def bilinear_sample_border(feature_map: Float[Tensor, "C h w"], points: Float[Te
     return top * (1 - wy) + bottom * wy
 
 
+def bilinear_window_sample(
+    feature_map: Float[Tensor, "C h w"], centers: Float[Tensor, "N 2"], window: int
+) -> Float[Tensor, "N K C"]:
+    """``bilinear_sample_border`` at the ``window × window`` points one cell apart around each centre (K = window²,
+    row-major, y outer), computed from one ``(window+1)²`` patch of cells per centre.
+
+    Points one cell apart share their fractional position inside a cell, so the K bilinear samples are a separable
+    interpolation of the patch: (window+1)² gathered cells instead of 4·window². Border padding is exact: clamping
+    the integer cell indices (not the continuous coordinate) gives what ``grid_sample`` gives for every position,
+    inside or outside the map.
+    """
+    channels, height, width = feature_map.shape
+    half = (window - 1) / 2
+    x = ((centers[:, 0] + 1.0) * width - 1.0) / 2.0 - half  # continuous cell coordinate of the first window point
+    y = ((centers[:, 1] + 1.0) * height - 1.0) / 2.0 - half
+    x0, y0 = x.detach().floor(), y.detach().floor()
+    fx, fy = (x - x0)[:, None, None, None], (y - y0)[:, None, None, None]
+    steps = torch.arange(window + 1, device=centers.device)
+    cols = (x0.long()[:, None] + steps).clamp(0, width - 1)  # [N, window+1]
+    rows = (y0.long()[:, None] + steps).clamp(0, height - 1)
+    cells = rows[:, :, None] * width + cols[:, None, :]  # [N, window+1, window+1]
+    table = feature_map.reshape(channels, height * width).T
+    patch = torch.index_select(table, 0, cells.reshape(-1)).reshape(-1, window + 1, window + 1, channels)
+    across = patch[:, :, :-1] * (1 - fx) + patch[:, :, 1:] * fx  # [N, window+1, window, C]
+    down = across[:, :-1] * (1 - fy) + across[:, 1:] * fy  # [N, window, window, C]
+    return down.reshape(-1, window * window, channels)
+
+
 class ContextualDeformationAlignment(nn.Module):
     """Multi-head cross-attention (Eq. 5): ``M_scene = softmax(G_unified K^T / √d) V`` over a bounded token set.
 
@@ -177,9 +205,9 @@ class ContextualDeformationAlignment(nn.Module):
     def _local_tokens(
         self, feature_map: Float[Tensor, "D h w"], projections: Float[Tensor, "N 2"]
     ) -> Float[Tensor, "N K D"]:
-        _, height, width = feature_map.shape
-        offsets = self.local_offsets(height, width, feature_map.device).to(projections.dtype)
-        return bilinear_sample_border(feature_map, projections[:, None, :] + offsets[None])
+        """Bilinear samples at the window around each projection (``bilinear_window_sample``; the per-point
+        reference is ``bilinear_sample_border`` at ``projections + local_offsets``)."""
+        return bilinear_window_sample(feature_map, projections, self.local_window)
 
     def forward(
         self,
@@ -214,7 +242,8 @@ class ContextualDeformationAlignment(nn.Module):
             if rows is not None:
                 local = local[rows]
             local_keys, local_values = local.reshape(total, -1, 2, heads, head_dim).unbind(dim=2)
-            logits.append(torch.einsum("qhd,qmhd->qhm", q, local_keys))
+            # multiply-and-sum: as an einsum this is a batch of tiny matrix products, far slower on the CPU
+            logits.append((q[:, None] * local_keys).sum(-1).transpose(1, 2))
             values.append(("local", local_values))
 
         weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [Q, H, K]
@@ -223,8 +252,10 @@ class ContextualDeformationAlignment(nn.Module):
         for kind, value in values:
             length = value.shape[0] if kind == "shared" else value.shape[1]
             part = weights[..., start : start + length]
-            equation = "qhm,mhd->qhd" if kind == "shared" else "qhm,qmhd->qhd"
-            output = output + torch.einsum(equation, part, value)
+            if kind == "shared":
+                output = output + torch.einsum("qhm,mhd->qhd", part, value)
+            else:
+                output = output + (part.transpose(1, 2)[..., None] * value).sum(1)
             start += length
         return self.output_projection(output.reshape(total, self.model_dim)), weights
 
