@@ -48,12 +48,14 @@ def main() -> None:
     parser.add_argument("--section", default="flag4d-ablation")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the JSON file")
     parser.add_argument("--notes", default="", help="markdown appended under the table (observations)")
+    parser.add_argument("--report-only", action="store_true", help="write the table from the JSON file, train nothing")
     options = parser.parse_args()
 
     results_path = options.output_dir / f"{options.section}.json"
-    rows = json.loads(results_path.read_text()) if options.resume and results_path.exists() else []
+    keep = options.resume or options.report_only
+    rows = json.loads(results_path.read_text()) if keep and results_path.exists() else []
     done = {(row["scene"], row["variant"]) for row in rows}
-    for scene_name in options.scenes:
+    for scene_name in [] if options.report_only else options.scenes:
         scene = ensure_scene(scene_name)
         for variant in options.variants:
             if (scene_name, variant) in done:

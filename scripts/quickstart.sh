@@ -4,8 +4,8 @@
 #
 # The schedule is shortened for a 2-core CPU (see README "Quickstart"); on a CUDA machine the same command runs on
 # the GPU. ITERATIONS=... overrides the number of training iterations, METHOD=deform4d trains the baseline instead.
-# The shortened schedule's flags are in scripts/quickstart_schedule.args (+ scripts/quickstart_<method>.args) (benchmarks/flag4d_ablation.py and
-# benchmarks/deform4d_synthetic.py measure the same schedule).
+# The shortened schedule's flags are in scripts/quickstart_schedule.args, plus scripts/quickstart_<method>.args
+# (benchmarks/flag4d_ablation.py and benchmarks/deform4d_synthetic.py measure the same schedule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -22,16 +22,18 @@ from fourd_ns.deformation.flag4d_losses import (
 N, W, C, R, D = 6, 4, 8, 16, 16
 
 
-def tiny_idn() -> InstantaneousDeformationNetwork:
+def tiny_idn(zero_init_heads: bool = False) -> InstantaneousDeformationNetwork:
+    """Random output heads by default: the gradient-routing tests need networks whose every layer is on the path."""
     return InstantaneousDeformationNetwork(
-        window_size=W, representation_dim=R, depth=3, width=16, skips=(1,), position_frequencies=2, time_frequencies=2
-    )
+        window_size=W, representation_dim=R, depth=3, width=16, skips=(1,), position_frequencies=2, time_frequencies=2,
+        zero_init_heads=zero_init_heads,
+    )  # fmt: skip
 
 
 def tiny_gmn(**kwargs) -> GlobalMotionNetwork:
     options = dict(
         flow_channels=C, representation_dim=R, model_dim=D, num_heads=2, pooled_grid=(2, 3), local_window=3,
-        refinement_width=16, refinement_depth=2, position_frequencies=2, time_frequencies=2,
+        refinement_width=16, refinement_depth=2, position_frequencies=2, time_frequencies=2, zero_init_heads=False,
     )  # fmt: skip
     options.update(kwargs)
     return GlobalMotionNetwork(**options)
@@ -344,3 +346,13 @@ def test_window_sampling_from_one_patch_matches_per_point_sampling(window: int) 
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feature_map)
     (grad_reference,) = torch.autograd.grad((reference * weights).sum(), feature_map)
     assert torch.allclose(grad_ours, grad_reference, atol=1e-4)
+
+
+def test_zero_initialised_heads_start_at_the_identity_and_still_learn() -> None:
+    idn, gmn = tiny_idn(zero_init_heads=True), tiny_gmn(zero_init_heads=True)
+    idn_out, gmn_out = run_both(idn, gmn)
+    assert torch.equal(idn_out.window, torch.zeros_like(idn_out.window))
+    final = deformation_to_vector(gmn_out.deformation)
+    assert torch.equal(final, torch.zeros_like(final))
+    (final - 1.0).square().sum().backward()  # a loss that wants motion reaches the heads
+    assert gmn.refinement.head_means.weight.grad.abs().sum() > 0

@@ -43,6 +43,8 @@ Choices where the paper is silent:
   computed from *detached* IDN inputs (same values, shared motion map, sampled tokens and time noise), for all
   Gaussians or a chosen subset (``isolated_indices``; the per-Gaussian networks then run on N + M rows); feed that one to the mutual loss and the attached one to the renderer, so the rendering loss trains
   both networks while Eq. 7's first term trains only the GMN.
+- **Zero-initialised DRN heads** (``zero_init_heads``): the final deformation starts at the identity when the
+  deformation is switched on after the static warm-up (see the IDN module for why).
 - **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: one N(0, 1) scalar per call, times
   ``time_noise_std`` (the caller anneals it and passes 0 at evaluation), added to t before the NeRF frequency
   encoding (10 frequencies).
@@ -61,7 +63,7 @@ from torch import Tensor, nn
 
 from fourd_ns.deformation.encodings import FrequencyEncoding
 from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, deformation_to_vector, vector_to_deformation
-from fourd_ns.deformation.mlp_field import Deformation
+from fourd_ns.deformation.mlp_field import Deformation, zero_init_
 
 
 def sinusoidal_spatial_encoding(channels: int, height: int, width: int, device: torch.device) -> Float[Tensor, "D h w"]:
@@ -270,6 +272,7 @@ class DeformationRefinementNetwork(nn.Module):
         depth: int = 3,
         position_frequencies: int = 10,
         time_frequencies: int = 10,
+        zero_init_heads: bool = True,
     ) -> None:
         super().__init__()
         self.position_encoding = FrequencyEncoding(3, position_frequencies)
@@ -282,6 +285,8 @@ class DeformationRefinementNetwork(nn.Module):
         self.head_means = nn.Linear(width, 3)
         self.head_quats = nn.Linear(width, 4)
         self.head_scales = nn.Linear(width, 3)
+        if zero_init_heads:
+            zero_init_(self.head_means, self.head_quats, self.head_scales)
 
     def forward(
         self,
@@ -339,12 +344,13 @@ class GlobalMotionNetwork(nn.Module):
         refinement_depth: int = 3,
         position_frequencies: int = 10,
         time_frequencies: int = 10,
+        zero_init_heads: bool = True,
     ) -> None:
         super().__init__()
         self.temporal_fusion = TemporalFusionEncoder(flow_channels, model_dim)
         self.alignment = ContextualDeformationAlignment(model_dim, num_heads, pooled_grid, local_window)
         self.refinement = DeformationRefinementNetwork(
-            model_dim, refinement_width, refinement_depth, position_frequencies, time_frequencies
+            model_dim, refinement_width, refinement_depth, position_frequencies, time_frequencies, zero_init_heads
         )
         self.canonical_position_encoding = FrequencyEncoding(3, position_frequencies)
         self.canonical_embedding = nn.Linear(self.canonical_position_encoding.out_dim + 4 + 3, model_dim)

@@ -15,6 +15,9 @@ Choices where the paper is silent:
   state. All ``W`` core queries run as one batched MLP call of ``W·N`` rows.
 - ``window_step`` (Δ) is an argument of ``forward`` because it depends on the number of frames of the sequence.
 - As in Deformable-3DGS, the canonical positions enter the MLP detached.
+- The core's output heads start at zero (``zero_init_heads``): with the paper's learning rate of 1e-4, randomly
+  initialised heads produce offsets that scramble the warmed-up static scene when the deformation is switched on
+  and take on the order of a thousand iterations to unlearn; measured in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class InstantaneousDeformationNetwork(nn.Module):
         window_size: W, number of times queried (t and the W−1 following frames). Paper: 4.
         representation_dim: hidden width of the GRU, i.e. the width of ``δθ_rep``.
         depth, width, skips, position_frequencies, time_frequencies, time_net_width: ``DeformationMLP`` options.
+        zero_init_heads: start ``IDN_core`` at zero offsets (module docstring).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class InstantaneousDeformationNetwork(nn.Module):
         position_frequencies: int = 10,
         time_frequencies: int = 10,
         time_net_width: Optional[int] = None,
+        zero_init_heads: bool = True,
     ) -> None:
         super().__init__()
         if window_size < 1:
@@ -87,6 +92,7 @@ class InstantaneousDeformationNetwork(nn.Module):
             position_frequencies=position_frequencies,
             time_frequencies=time_frequencies,
             time_net_width=time_net_width,
+            zero_init_heads=zero_init_heads,
         )
         self.trajectory_gru = nn.GRU(DEFORMATION_DIM, representation_dim, num_layers=1, batch_first=True)
 

@@ -33,8 +33,19 @@ class Deformation:
     d_colors: Optional[Float[Tensor, "N 3"]] = None
 
 
+def zero_init_(*layers: nn.Linear) -> None:
+    """Zero the weights and biases of output heads, so a freshly switched-on deformation is the identity."""
+    for layer in layers:
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 class DeformationMLP(nn.Module):
-    """MLP deformation field ``(x, t) → (Δx, Δq, Δs)``."""
+    """MLP deformation field ``(x, t) → (Δx, Δq, Δs)``.
+
+    ``zero_init_heads`` starts the field at zero offsets (Deformable-3DGS keeps PyTorch's default initialisation,
+    which is what deform4d uses; FLAG-4D's IDN uses zero heads, see ``fourd_ns/models/flag4d.py``).
+    """
 
     def __init__(
         self,
@@ -45,6 +56,7 @@ class DeformationMLP(nn.Module):
         time_frequencies: int = 10,
         time_net_width: Optional[int] = None,
         time_net_out: int = 30,
+        zero_init_heads: bool = False,
     ) -> None:
         super().__init__()
         self.skips = tuple(skips)
@@ -65,6 +77,8 @@ class DeformationMLP(nn.Module):
         self.head_means = nn.Linear(width, 3)
         self.head_quats = nn.Linear(width, 4)
         self.head_scales = nn.Linear(width, 3)
+        if zero_init_heads:
+            zero_init_(self.head_means, self.head_quats, self.head_scales)
 
     def encode(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Float[Tensor, "N C"]:
         t = self.time_encoding(times)

@@ -85,6 +85,9 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     """Width of the GRU state δθ_rep."""
     # (the IDN core's mlp_* / position_frequencies / time_frequencies / time_net_width options are inherited;
     #  position and time frequencies are also those of the GMN's encodings)
+    zero_init_heads: bool = True
+    """Start the IDN core's and the DRN's output heads at zero, so switching the deformation on after the static
+    warm-up does not scramble the scene (random heads + the paper's 1e-4 learning rate take ~1000 steps to recover)."""
     # ---- GMN
     flow_channels: int = 128
     """Channels of each flow embedding; set by the pipeline from pipeline.flow.embedding-channels."""
@@ -141,7 +144,10 @@ class Flag4DModel(DeformableSplatfactoModel):
         self.gmn: Optional[GlobalMotionNetwork] = None
         if cfg.use_idn:
             self.idn = InstantaneousDeformationNetwork(
-                window_size=cfg.window_size, representation_dim=cfg.representation_dim, **cfg.mlp_kwargs()
+                window_size=cfg.window_size,
+                representation_dim=cfg.representation_dim,
+                zero_init_heads=cfg.zero_init_heads,
+                **cfg.mlp_kwargs(),
             )
         if cfg.use_gmn:
             self.gmn = GlobalMotionNetwork(
@@ -155,6 +161,7 @@ class Flag4DModel(DeformableSplatfactoModel):
                 refinement_depth=cfg.refinement_depth,
                 position_frequencies=cfg.position_frequencies,
                 time_frequencies=cfg.time_frequencies,
+                zero_init_heads=cfg.zero_init_heads,
             )
         metadata = self.kwargs.get("metadata") or {}
         time_span = float(metadata.get("time_span", 0.0) or 0.0)
