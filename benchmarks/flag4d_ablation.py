@@ -31,6 +31,8 @@ VARIANTS = {
     "flag4d w/o IDN": ("flag4d", ["--pipeline.model.use-idn", "False"]),
     "flag4d w/o GMN": ("flag4d", ["--pipeline.model.use-gmn", "False"]),
     "flag4d w/o mutual learning": ("flag4d", ["--pipeline.model.mutual-learning", "False"]),
+    # control: flag4d's networks start at zero offsets, Deformable-3DGS's MLP does not
+    "deform4d, zero-init heads": ("deform4d", ["--pipeline.model.zero-init-heads", "True"]),
 }
 
 

@@ -54,13 +54,16 @@ class Deform4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig
     """Deformable-3DGS: canonical Gaussians + a deformation MLP on positional encodings of position and time."""
 
     _target: Type = field(default_factory=lambda: Deform4DModel)
+    zero_init_heads: bool = False
+    """Start the MLP's output heads at zero (Deformable-3DGS: False, PyTorch's default initialisation). A control
+    for flag4d, whose networks start at zero."""
 
 
 class Deform4DModel(DeformableSplatfactoModel):
     config: Deform4DModelConfig
 
     def populate_deformation(self) -> None:
-        self.deformation_field = DeformationMLP(**self.config.mlp_kwargs())
+        self.deformation_field = DeformationMLP(**self.config.mlp_kwargs(), zero_init_heads=self.config.zero_init_heads)
 
     def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
         return self.deformation_field(means, times)
