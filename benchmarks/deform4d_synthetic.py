@@ -5,7 +5,7 @@ Run from the repository root::
     python -m benchmarks.deform4d_synthetic --scenes bell press --iterations 3000
 
 For each scene it generates ``data/synth/<scene>`` with ``fourd-synth`` (320×180, 48 time steps) if missing,
-builds the exact config that ``scripts/quickstart.sh`` trains (same flags, parsed by nerfstudio's own CLI union),
+builds the config that ``METHOD=deform4d bash scripts/quickstart.sh`` trains (same flags, parsed by nerfstudio's own CLI union),
 times ``Trainer.train()`` (setup and image caching excluded), then evaluates the final checkpoint on the right
 (test) camera like ``ns-eval`` and writes the table into the ``deform4d-synthetic`` section of docs/benchmarks.md.
 """
