@@ -146,7 +146,7 @@ def test_deforming_a_subset_equals_selecting_from_the_whole_set(trained_flag4d) 
     rows = torch.tensor([5, 0, model.num_points - 1])
     with torch.no_grad():
         whole = model.gaussians_at(0.4)
-        subset = model.deformed_subset(0.4, rows)
+        subset = model.gaussians_at(0.4, rows=rows)
     model.train()
     assert torch.allclose(subset.means, whole.means[rows], atol=1e-5)
     assert torch.allclose(subset.quats, whole.quats[rows], atol=1e-5)

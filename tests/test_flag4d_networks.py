@@ -47,7 +47,7 @@ def canonical(num: int = N):
     return means, quats, scales
 
 
-def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise_std: float = 0.0, isolated: bool = False):
+def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise: float = 0.0, isolated: bool = False):
     means, quats, scales = canonical()
     times = torch.full((N, 1), 0.3)
     idn_out = idn(means, times, window_step=0.1)
@@ -55,7 +55,7 @@ def run_both(idn, gmn, h: int = 5, w: int = 7, time_noise_std: float = 0.0, isol
     projections = torch.rand(N, 2) * 2 - 1
     gmn_out = gmn(
         means, quats, scales, idn_out.representation, deformation_to_vector(idn_out.forecast), past, future, 0.3,
-        projections=projections, time_noise_std=time_noise_std, with_isolated_prediction=isolated,
+        projections=projections, time_noise=time_noise, with_isolated_prediction=isolated,
     )  # fmt: skip
     return idn_out, gmn_out
 
@@ -82,7 +82,7 @@ def test_idn_window_shapes_and_forecast_is_first_window_element() -> None:
 
 def test_gmn_output_shapes_and_gradients_reach_both_networks() -> None:
     idn, gmn = tiny_idn(), tiny_gmn()
-    _, gmn_out = run_both(idn, gmn, time_noise_std=0.01)
+    _, gmn_out = run_both(idn, gmn, time_noise=0.01)
     deformation = gmn_out.deformation
     assert deformation.d_means.shape == (N, 3) and deformation.d_quats.shape == (N, 4)
     assert deformation.d_scales.shape == (N, 3)
@@ -138,7 +138,7 @@ def test_mutual_loss_routes_each_term_to_one_network_only() -> None:
     for term_index, trained, frozen in [(0, gmn, idn), (1, idn, gmn)]:
         idn.zero_grad(set_to_none=True)
         gmn.zero_grad(set_to_none=True)
-        idn_out, gmn_out = run_both(idn, gmn, time_noise_std=0.01, isolated=True)
+        idn_out, gmn_out = run_both(idn, gmn, time_noise=0.01, isolated=True)
         # the isolated prediction has the values of the attached one (shared time noise and motion map)
         assert torch.allclose(
             deformation_to_vector(gmn_out.isolated_deformation), deformation_to_vector(gmn_out.deformation), atol=1e-6

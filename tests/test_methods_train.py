@@ -155,7 +155,7 @@ def test_gaussians_at_composes_offsets_like_deformable_3dgs(trained_deform4d, mo
         d_opacities=torch.full((n, 1), 0.4),
         d_colors=torch.full((n, 3), 0.5),
     )
-    monkeypatch.setattr(model, "deformation_at", lambda means, times: offsets)
+    monkeypatch.setattr(model, "deformation_at", lambda canonical, time, time_noise: offsets)
     canonical = model.canonical_gaussians()
     deformed = model.gaussians_at(0.5)
     model.train()

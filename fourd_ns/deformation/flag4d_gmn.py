@@ -45,9 +45,8 @@ Choices where the paper is silent:
   both networks while Eq. 7's first term trains only the GMN.
 - **Zero-initialised DRN heads** (``zero_init_heads``): the final deformation starts at the identity when the
   deformation is switched on after the static warm-up (see the IDN module for why).
-- **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: one N(0, 1) scalar per call, times
-  ``time_noise_std`` (the caller anneals it and passes 0 at evaluation), added to t before the NeRF frequency
-  encoding (10 frequencies).
+- **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: the caller's scalar ``time_noise`` (the
+  same draw the IDN's time gets; 0 at evaluation) is added to t before the NeRF frequency encoding (10 frequencies).
 """
 
 from __future__ import annotations
@@ -388,9 +387,8 @@ class GlobalMotionNetwork(nn.Module):
         future_flow: Float[Tensor, "C h w"],
         time: float,
         projections: Optional[Float[Tensor, "N 2"]] = None,
-        time_noise_std: float = 0.0,
+        time_noise: float = 0.0,
         with_isolated_prediction: bool = False,
-        time_offset: float = 0.0,
         isolated_indices: Optional[Tensor] = None,
     ) -> GMNOutput:
         """Final deformation of the canonical Gaussians at time ``time``.
@@ -402,12 +400,11 @@ class GlobalMotionNetwork(nn.Module):
             past_flow, future_flow: frame t's flow embeddings (motion t−1→t and t→t+1) on its 1/8 grid.
             time: normalised time t of the frame.
             projections: ``[N, 2]`` in [−1, 1] over the flow map; required when ``local_window > 0``.
-            time_noise_std: std of the scalar Gaussian noise added to t for ``S(t)`` (0 at evaluation).
+            time_noise: the scalar added to t in ``S(t)`` only (0 at evaluation); the model base draws the annealed
+                noise once per iteration and shares it between the IDN and the GMN.
             with_isolated_prediction: also return ``isolated_deformation`` (module docstring).
             isolated_indices: compute the isolated prediction for these rows only (default: all); Eq. 7 averaged
                 over a random subset is an unbiased estimate of its mean at a bounded cost.
-            time_offset: a noise value drawn by the caller, added to t in ``S(t)`` only (the model base draws the
-                annealed time noise once per iteration and shares it between the IDN and the GMN).
         """
         if forecast.shape[-1] != DEFORMATION_DIM:
             raise ValueError(f"forecast must have {DEFORMATION_DIM} channels [Δx, Δq, Δs], got {forecast.shape}")
@@ -427,8 +424,7 @@ class GlobalMotionNetwork(nn.Module):
         scene_motion, weights = self.alignment(query, motion_map, projections, rows=rows)
 
         total = query.shape[0]
-        noise = torch.randn((), device=canonical_means.device) * time_noise_std if time_noise_std > 0 else 0.0
-        noisy_times = torch.full((total, 1), float(time) + time_offset, device=canonical_means.device) + noise
+        noisy_times = torch.full((total, 1), float(time) + time_noise, device=canonical_means.device)
         step = vector_to_deformation(forecast)
         deformation = self.refinement(
             noisy_times,

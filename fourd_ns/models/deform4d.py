@@ -17,7 +17,12 @@ from torch import Tensor
 from torch.nn import Parameter
 
 from fourd_ns.deformation.mlp_field import Deformation, DeformationMLP
-from fourd_ns.models.deformable_splatfacto import DeformableSplatfactoModel, DeformableSplatfactoModelConfig
+from fourd_ns.gaussians.gaussian_state import GaussianState
+from fourd_ns.models.deformable_splatfacto import (
+    DeformableSplatfactoModel,
+    DeformableSplatfactoModelConfig,
+    time_column,
+)
 
 
 @dataclass
@@ -65,8 +70,8 @@ class Deform4DModel(DeformableSplatfactoModel):
     def populate_deformation(self) -> None:
         self.deformation_field = DeformationMLP(**self.config.mlp_kwargs(), zero_init_heads=self.config.zero_init_heads)
 
-    def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
-        return self.deformation_field(means, times)
+    def deformation_at(self, canonical: GaussianState, time: float, time_noise: float) -> Deformation:
+        return self.deformation_field(canonical.means, time_column(canonical.means, time + time_noise))
 
     def deformation_param_groups(self) -> Dict[str, List[Parameter]]:
         return {"deformation": list(self.deformation_field.parameters())}

@@ -54,6 +54,11 @@ from fourd_ns.metrics.lpips import LazyLPIPS
 EXPORT_TIME_ENV = "FOURD_EXPORT_TIME"
 
 
+def time_column(means: Float[Tensor, "N 3"], time: float) -> Float[Tensor, "N 1"]:
+    """``time`` repeated for every Gaussian: the time input of a per-Gaussian deformation network."""
+    return torch.full((means.shape[0], 1), time, device=means.device, dtype=means.dtype)
+
+
 @dataclass
 class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     """Canonical 3D Gaussians plus a time-dependent deformation field (the base of every fourd_ns 4D method)."""
@@ -223,8 +228,12 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
 
     # ---------------------------------------------------------------- deformation
     @abc.abstractmethod
-    def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
-        """Offsets of every Gaussian at ``times`` (the subclass's deformation field)."""
+    def deformation_at(self, canonical: GaussianState, time: float, time_noise: float) -> Deformation:
+        """Offsets of the ``canonical`` Gaussians at ``time`` (the subclass's deformation field).
+
+        ``time_noise`` is this iteration's annealed smooth-training noise (0 outside training); fields add it to the
+        time they are queried at.
+        """
 
     def deformation_active(self) -> bool:
         if self.training:
@@ -255,22 +264,24 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
             features=torch.cat([self.gauss_params["features_dc"][:, None, :], self.gauss_params["features_rest"]], 1),
         )
 
-    def gaussians_at(self, time: float) -> GaussianState:
+    def gaussians_at(self, time: float, rows: Optional[Tensor] = None) -> GaussianState:
         """The Gaussians at ``time`` in [0, 1]: canonical plus the field's offsets (Deformable-3DGS composition).
 
         Position offsets are added to the means, rotation offsets to the *normalised* quaternion and scale offsets
         to the *activated* scales, as in Deformable-3DGS; optional opacity/colour offsets are added to the logits /
-        DC coefficients.
+        DC coefficients. ``rows`` deforms only those Gaussians (the fields are per-Gaussian, so the result equals
+        selecting them from the whole set).
         """
         canonical = self.canonical_gaussians()
+        if rows is not None:
+            canonical = canonical.select(rows)
         if not self.deformation_active():
             return canonical
-        t = time + self.training_time_noise()
-        times = torch.full((canonical.means.shape[0], 1), t, device=canonical.means.device)
-        offsets = self.deformation_at(canonical.means, times)
+        offsets = self.deformation_at(canonical, time, self.training_time_noise())
         opacities = canonical.opacities
         if offsets.d_opacities is not None:
-            opacities = torch.sigmoid(self.gauss_params["opacities"] + offsets.d_opacities).squeeze(-1)
+            logits = self.gauss_params["opacities"] if rows is None else self.gauss_params["opacities"][rows]
+            opacities = torch.sigmoid(logits + offsets.d_opacities).squeeze(-1)
         features = canonical.features
         if offsets.d_colors is not None:
             features = torch.cat([features[:, :1] + offsets.d_colors[:, None, :], features[:, 1:]], dim=1)

@@ -63,7 +63,11 @@ from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.flow.guidance import FlowGuidance
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.models.deform4d import DeformationMLPOptions
-from fourd_ns.models.deformable_splatfacto import DeformableSplatfactoModel, DeformableSplatfactoModelConfig
+from fourd_ns.models.deformable_splatfacto import (
+    DeformableSplatfactoModel,
+    DeformableSplatfactoModelConfig,
+    time_column,
+)
 
 
 @dataclass
@@ -176,10 +180,8 @@ class Flag4DModel(DeformableSplatfactoModel):
         self.flow_cache_dir: Optional[str] = None
         self._flow_guidance_loader: Optional[Callable[[Optional[Path]], FlowGuidance]] = None
         self._flow_guidance: Optional[FlowGuidance] = None
-        self._query_time = 0.0
         self._record: Optional[dict] = None
         self._last_record: Optional[dict] = None
-        self._rows: Optional[Tensor] = None
         self._knn: Optional[tuple] = None
 
     @property
@@ -227,26 +229,21 @@ class Flag4DModel(DeformableSplatfactoModel):
         self.flow_cache_dir = state.get("flow_cache_dir")
 
     # ---------------------------------------------------------------- deformation
-    def _canonical_frame(self) -> Tuple[Tensor, Tensor]:
-        quats, scales = self.gauss_params["quats"], self.gauss_params["scales"]
-        if self._rows is not None:
-            quats, scales = quats[self._rows], scales[self._rows]
-        return quats / quats.norm(dim=-1, keepdim=True), torch.exp(scales)
-
     def _random_subset(self, count: int, limit: int) -> Optional[Tensor]:
         """``limit`` random row indices out of ``count`` (None when ``limit`` is 0 or not smaller than ``count``)."""
         if limit <= 0 or limit >= count:
             return None
         return torch.randperm(count, device=self.device)[:limit]
 
-    def deformation_at(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
+    def deformation_at(self, canonical: GaussianState, time: float, time_noise: float) -> Deformation:
         record = self._record
+        means = canonical.means
         num = means.shape[0]
-        idn_out = self.idn(means, times, self.window_step) if self.idn is not None else None
+        idn_out = None
+        if self.idn is not None:
+            idn_out = self.idn(means, time_column(means, time + time_noise), self.window_step)
         if self.gmn is None:
             return idn_out.forecast
-        time = self._query_time
-        noise = float(times[0, 0].item()) - time if num > 0 else 0.0
         if idn_out is not None:
             representation, forecast = idn_out.representation, deformation_to_vector(idn_out.forecast)
         else:
@@ -255,21 +252,20 @@ class Flag4DModel(DeformableSplatfactoModel):
         guidance = self.flow_guidance()
         frame = guidance.frame_at(time)
         past, future = guidance.frame_embeddings(frame)
-        quats, scales = self._canonical_frame()
         isolated = record is not None and self.mutual_active
         subset = self._random_subset(num, self.config.mutual_max_gaussians) if isolated else None
         output = self.gmn(
             means,
-            quats,
-            scales,
+            canonical.quats,
+            canonical.scales,
             representation,
             forecast,
             past,
             future,
             time=time,
             projections=guidance.project(frame, (means + forecast[:, :3]).detach()),
+            time_noise=time_noise,
             with_isolated_prediction=isolated,
-            time_offset=noise,
             isolated_indices=subset,
         )
         if isolated:
@@ -278,31 +274,8 @@ class Flag4DModel(DeformableSplatfactoModel):
             record["gmn"] = deformation_to_vector(output.isolated_deformation)
         return output.deformation
 
-    def deformed_subset(self, time: float, rows: Tensor) -> GaussianState:
-        """The Gaussians ``rows`` at ``time`` (the networks are per-Gaussian, so this equals
-        ``gaussians_at(time).select(rows)`` up to the random time noise, at the cost of ``len(rows)`` Gaussians)."""
-        canonical = self.canonical_gaussians().select(rows)
-        if not self.deformation_active():
-            return canonical
-        self._query_time = float(time)
-        self._rows = rows
-        try:
-            t = time + self.training_time_noise()
-            times = torch.full((canonical.means.shape[0], 1), t, device=canonical.means.device)
-            offsets = self.deformation_at(canonical.means, times)
-        finally:
-            self._rows = None
-        return GaussianState(
-            means=canonical.means + offsets.d_means,
-            quats=canonical.quats + offsets.d_quats,
-            scales=canonical.scales + offsets.d_scales,
-            opacities=canonical.opacities,
-            features=canonical.features,
-        )
-
-    def gaussians_at(self, time: float) -> GaussianState:
-        self._query_time = float(time)
-        state = super().gaussians_at(time)
+    def gaussians_at(self, time: float, rows: Optional[Tensor] = None) -> GaussianState:
+        state = super().gaussians_at(time, rows)
         if self._record is not None:
             self._record.update(state=state, time=float(time))
         return state
@@ -350,12 +323,11 @@ class Flag4DModel(DeformableSplatfactoModel):
             anchors = torch.arange(self.num_points, device=self.device)
         needed = torch.unique(torch.cat([anchors, indices[anchors].reshape(-1)]))
         with torch.no_grad():
-            previous = self.deformed_subset(neighbour_time, needed)
+            previous = self.gaussians_at(neighbour_time, rows=needed)
             means_previous = state.means.detach().clone()
             quats_previous = state.quats.detach().clone()
             means_previous[needed] = previous.means
             quats_previous[needed] = previous.quats
-        self._query_time = time
         return local_rigidity_loss(
             means_previous, state.means, quats_previous, state.quats, indices, weights, self.config.rigidity_weight,
             anchors=anchors,
