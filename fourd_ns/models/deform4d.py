@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Type
 
-from jaxtyping import Float
-from torch import Tensor
 from torch.nn import Parameter
 
 from fourd_ns.deformation.mlp_field import Deformation, DeformationMLP
