@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from fourd_ns.deformation.encodings import FrequencyEncoding
 from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, deformation_to_vector, vector_to_deformation
-from fourd_ns.deformation.mlp_field import Deformation, zero_init_
+from fourd_ns.deformation.mlp_field import Deformation, DeformationHeads
 
 
 def sinusoidal_spatial_encoding(channels: int, height: int, width: int, device: torch.device) -> Float[Tensor, "D h w"]:
@@ -261,7 +261,7 @@ class ContextualDeformationAlignment(nn.Module):
         return self.output_projection(output.reshape(total, self.model_dim)), weights
 
 
-class DeformationRefinementNetwork(nn.Module):
+class DeformationRefinementNetwork(DeformationHeads):
     """``δθ = DRN(Concat(S(t), G_t, M_scene))`` (Eq. 6): a ReLU MLP with Deformable-3DGS-style heads."""
 
     def __init__(
@@ -281,11 +281,7 @@ class DeformationRefinementNetwork(nn.Module):
         for i in range(depth):
             layers += [nn.Linear(in_dim if i == 0 else width, width), nn.ReLU(inplace=True)]
         self.trunk = nn.Sequential(*layers)
-        self.head_means = nn.Linear(width, 3)
-        self.head_quats = nn.Linear(width, 4)
-        self.head_scales = nn.Linear(width, 3)
-        if zero_init_heads:
-            zero_init_(self.head_means, self.head_quats, self.head_scales)
+        self.build_heads(width, zero_init_heads)
 
     def forward(
         self,
@@ -300,8 +296,7 @@ class DeformationRefinementNetwork(nn.Module):
              scene_motion],
             dim=-1,
         )  # fmt: skip
-        h = self.trunk(features)
-        return Deformation(d_means=self.head_means(h), d_quats=self.head_quats(h), d_scales=self.head_scales(h))
+        return self.heads(self.trunk(features))
 
 
 @dataclass

@@ -33,14 +33,27 @@ class Deformation:
     d_colors: Optional[Float[Tensor, "N 3"]] = None
 
 
-def zero_init_(*layers: nn.Linear) -> None:
-    """Zero the weights and biases of output heads, so a freshly switched-on deformation is the identity."""
-    for layer in layers:
-        nn.init.zeros_(layer.weight)
-        nn.init.zeros_(layer.bias)
+class DeformationHeads(nn.Module):
+    """Base of deformation networks: the three linear heads of Deformable-3DGS on a ``width``-channel feature,
+    Δx (3), Δq (4), Δs (3). Attribute names ``head_means/head_quats/head_scales`` are part of saved checkpoints."""
+
+    def build_heads(self, width: int, zero_init: bool) -> None:
+        """Create the heads; ``zero_init`` zeroes their weights and biases so the field starts at the identity."""
+        self.head_means = nn.Linear(width, 3)
+        self.head_quats = nn.Linear(width, 4)
+        self.head_scales = nn.Linear(width, 3)
+        if zero_init:
+            for head in (self.head_means, self.head_quats, self.head_scales):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
+
+    def heads(self, features: Float[Tensor, "N W"]) -> Deformation:
+        return Deformation(
+            d_means=self.head_means(features), d_quats=self.head_quats(features), d_scales=self.head_scales(features)
+        )
 
 
-class DeformationMLP(nn.Module):
+class DeformationMLP(DeformationHeads):
     """MLP deformation field ``(x, t) → (Δx, Δq, Δs)``.
 
     ``zero_init_heads`` starts the field at zero offsets (Deformable-3DGS keeps PyTorch's default initialisation,
@@ -74,11 +87,7 @@ class DeformationMLP(nn.Module):
         for i in range(depth - 1):
             layers.append(nn.Linear(width + in_dim if i in self.skips else width, width))
         self.layers = nn.ModuleList(layers)
-        self.head_means = nn.Linear(width, 3)
-        self.head_quats = nn.Linear(width, 4)
-        self.head_scales = nn.Linear(width, 3)
-        if zero_init_heads:
-            zero_init_(self.head_means, self.head_quats, self.head_scales)
+        self.build_heads(width, zero_init_heads)
 
     def encode(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Float[Tensor, "N C"]:
         t = self.time_encoding(times)
@@ -95,5 +104,4 @@ class DeformationMLP(nn.Module):
         return h
 
     def forward(self, means: Float[Tensor, "N 3"], times: Float[Tensor, "N 1"]) -> Deformation:
-        h = self.features(self.encode(means.detach(), times))
-        return Deformation(d_means=self.head_means(h), d_quats=self.head_quats(h), d_scales=self.head_scales(h))
+        return self.heads(self.features(self.encode(means.detach(), times)))
