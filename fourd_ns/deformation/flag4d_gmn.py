@@ -36,7 +36,7 @@ Choices where the paper is silent:
   the shared tokens. Either part can be disabled (``pooled_grid=None`` or ``local_window=0``).
 - **Projections** are ``(x, y)`` in [−1, 1] over the flow map, −1 the left/top image edge
   (``grid_sample`` with ``align_corners=False``); outside the image the border tokens are used. The local tokens
-  are gathered by :func:`bilinear_sample_border` (tested against ``grid_sample``), once per call.
+  are gathered by :func:`bilinear_window_sample` (tested against ``grid_sample``), once per call.
 - **Stop-gradient of Eq. 7 through the GMN's conditioning.** The GMN's prediction depends on the IDN's outputs
   (``δθ_rep``, ``δθ_t``), so even with ``sg(δθ^IDN)`` as target, the first term of Eq. 7 would push gradients into
   the IDN through the GMN's inputs. ``forward(..., with_isolated_prediction=True)`` also returns the same prediction
@@ -109,32 +109,14 @@ class TemporalFusionEncoder(nn.Module):
         return fused + spatial.to(fused.dtype) + temporal.to(fused.dtype)[:, None, None]
 
 
-def bilinear_sample_border(feature_map: Float[Tensor, "C h w"], points: Float[Tensor, "N K 2"]) -> Float[Tensor, "N K C"]:
-    """Bilinear samples of ``feature_map`` at ``(x, y)`` in [−1, 1], like ``F.grid_sample(mode="bilinear",
-    padding_mode="border", align_corners=False)`` (the reference it is tested against) but by gathering the four
-    neighbouring cells: its backward is an ``index_add`` over rows, several times faster than ``grid_sample``'s on
-    the CPU, and it returns ``[N, K, C]`` directly."""
-    channels, height, width = feature_map.shape
-    x = (((points[..., 0] + 1.0) * width - 1.0) / 2.0).clamp(0, width - 1)
-    y = (((points[..., 1] + 1.0) * height - 1.0) / 2.0).clamp(0, height - 1)
-    x0, y0 = x.detach().floor().long(), y.detach().floor().long()
-    x1, y1 = (x0 + 1).clamp(max=width - 1), (y0 + 1).clamp(max=height - 1)
-    wx, wy = (x - x0).unsqueeze(-1), (y - y0).unsqueeze(-1)
-    rows = feature_map.reshape(channels, height * width).T  # [h·w, C]
-
-    def gather(yi: Tensor, xi: Tensor) -> Tensor:
-        return torch.index_select(rows, 0, (yi * width + xi).reshape(-1)).reshape(*points.shape[:-1], channels)
-
-    top = gather(y0, x0) * (1 - wx) + gather(y0, x1) * wx
-    bottom = gather(y1, x0) * (1 - wx) + gather(y1, x1) * wx
-    return top * (1 - wy) + bottom * wy
-
-
 def bilinear_window_sample(
     feature_map: Float[Tensor, "C h w"], centers: Float[Tensor, "N 2"], window: int
 ) -> Float[Tensor, "N K C"]:
-    """``bilinear_sample_border`` at the ``window × window`` points one cell apart around each centre (K = window²,
-    row-major, y outer), computed from one ``(window+1)²`` patch of cells per centre.
+    """Bilinear samples of ``feature_map`` at the ``window × window`` points one cell apart around each centre
+    (K = window², row-major, y outer; centres are ``(x, y)`` in [−1, 1]) — what ``F.grid_sample(mode="bilinear",
+    padding_mode="border", align_corners=False)`` returns at those points (the reference it is tested against),
+    computed from one ``(window+1)²`` patch of cells per centre: gathering rows is several times faster than
+    ``grid_sample``'s backward on the CPU.
 
     Points one cell apart share their fractional position inside a cell, so the K bilinear samples are a separable
     interpolation of the patch: (window+1)² gathered cells instead of 4·window². Border padding is exact: clamping
@@ -197,17 +179,10 @@ class ContextualDeformationAlignment(nn.Module):
     def _project_map(self, linear: nn.Linear, motion_map: Float[Tensor, "D h w"]) -> Float[Tensor, "D h w"]:
         return torch.einsum("oc,chw->ohw", linear.weight, motion_map) + linear.bias[:, None, None]
 
-    def local_offsets(self, height: int, width: int, device: torch.device) -> Float[Tensor, "K 2"]:
-        """``(x, y)`` offsets of the window's cells, one map cell apart, in [−1, 1] units."""
-        steps = torch.arange(self.local_window, device=device, dtype=torch.float32) - (self.local_window - 1) / 2
-        dy, dx = torch.meshgrid(steps * (2.0 / height), steps * (2.0 / width), indexing="ij")
-        return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
-
     def _local_tokens(
         self, feature_map: Float[Tensor, "D h w"], projections: Float[Tensor, "N 2"]
     ) -> Float[Tensor, "N K D"]:
-        """Bilinear samples at the window around each projection (``bilinear_window_sample``; the per-point
-        reference is ``bilinear_sample_border`` at ``projections + local_offsets``)."""
+        """Bilinear samples at the window around each projection."""
         return bilinear_window_sample(feature_map, projections, self.local_window)
 
     def forward(
@@ -228,13 +203,12 @@ class ContextualDeformationAlignment(nn.Module):
         key_map = self._project_map(self.key_projection, motion_map)
         value_map = self._project_map(self.value_projection, motion_map)
 
-        logits, values = [], []
+        logits = []
         if self.pooled_grid is not None:
             shared_keys = F.adaptive_avg_pool2d(key_map[None], self.pooled_grid)[0].flatten(1).T  # [M, D]
             shared_values = F.adaptive_avg_pool2d(value_map[None], self.pooled_grid)[0].flatten(1).T
-            shared_keys = shared_keys.reshape(-1, heads, head_dim)
-            logits.append(torch.einsum("qhd,mhd->qhm", q, shared_keys))
-            values.append(("shared", shared_values.reshape(-1, heads, head_dim)))
+            shared_values = shared_values.reshape(-1, heads, head_dim)
+            logits.append(torch.einsum("qhd,mhd->qhm", q, shared_keys.reshape(-1, heads, head_dim)))
         if self.local_window > 0:
             if projections is None:
                 raise ValueError("local_window > 0 needs the Gaussians' 2D projections (pass projections=[N, 2])")
@@ -245,19 +219,15 @@ class ContextualDeformationAlignment(nn.Module):
             local_keys, local_values = local.reshape(total, -1, 2, heads, head_dim).unbind(dim=2)
             # multiply-and-sum: as an einsum this is a batch of tiny matrix products, far slower on the CPU
             logits.append((q[:, None] * local_keys).sum(-1).transpose(1, 2))
-            values.append(("local", local_values))
 
-        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [Q, H, K]
+        weights = torch.softmax(torch.cat(logits, dim=-1), dim=-1)  # [Q, H, K]: shared tokens first, then local
         output = q.new_zeros(total, heads, head_dim)
-        start = 0
-        for kind, value in values:
-            length = value.shape[0] if kind == "shared" else value.shape[1]
-            part = weights[..., start : start + length]
-            if kind == "shared":
-                output = output + torch.einsum("qhm,mhd->qhd", part, value)
-            else:
-                output = output + (part.transpose(1, 2)[..., None] * value).sum(1)
-            start += length
+        num_shared = 0
+        if self.pooled_grid is not None:
+            num_shared = shared_values.shape[0]
+            output = output + torch.einsum("qhm,mhd->qhd", weights[..., :num_shared], shared_values)
+        if self.local_window > 0:
+            output = output + (weights[..., num_shared:].transpose(1, 2)[..., None] * local_values).sum(1)
         return self.output_projection(output.reshape(total, self.model_dim)), weights
 
 
