@@ -249,13 +249,12 @@ def _embeddings(times) -> FlowEmbeddings:
 
 def test_projection_puts_a_point_on_its_pixel_in_grid_coordinates() -> None:
     K = torch.tensor([[30.0, 0.0, 20.0], [0.0, 30.0, 12.0], [0.0, 0.0, 1.0]])
-    guidance = FlowGuidance(_embeddings([0.0, 1.0]), torch.eye(4).repeat(2, 1, 1), K.repeat(2, 1, 1), (24, 40))
+    guidance = FlowGuidance(_embeddings([0.0, 1.0]), torch.eye(4).repeat(2, 1, 1), K.repeat(2, 1, 1))
     # camera looks down +z (OpenCV): a point at x=1, y=-0.5, z=3 lands on pixel (30, 7)
     points = torch.tensor([[1.0, -0.5, 3.0], [0.0, 0.0, -1.0]])
     projected = guidance.project(0, points)
     assert torch.allclose(projected[0], torch.tensor([2 * 30 / 40 - 1, 2 * 7 / 24 - 1]))
     assert torch.equal(projected[1], torch.tensor([2.0, 2.0]))  # behind the camera: outside the grid, border tokens
-    assert guidance.frame_spacing == pytest.approx(1.0)
     assert guidance.neighbour_of(0) == 1 and guidance.neighbour_of(1) == 0
 
 

@@ -19,7 +19,7 @@ Choices:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence
 
 import torch
@@ -85,8 +85,6 @@ class FlowGuidance:
     """World-to-camera (OpenCV) matrix of each frame's camera."""
     intrinsics: Float[Tensor, "T 3 3"]
     """Pixel intrinsics of each frame's camera at the resolution the flow was computed at."""
-    image_size: tuple
-    """(height, width) of the frames the flow was computed on."""
 
     def __post_init__(self) -> None:
         frames = self.embeddings.num_frames
@@ -100,13 +98,6 @@ class FlowGuidance:
     def num_frames(self) -> int:
         return self.embeddings.num_frames
 
-    @property
-    def frame_spacing(self) -> float:
-        """Median time between consecutive frames (the IDN's window step Δ); 1 for a single frame."""
-        if self.num_frames < 2:
-            return 1.0
-        return float(torch.median(self.embeddings.times[1:] - self.embeddings.times[:-1]).item())
-
     def frame_at(self, time: float) -> int:
         """Index of the frame at or nearest to ``time``."""
         return self.embeddings.nearest(time)
@@ -118,16 +109,11 @@ class FlowGuidance:
         return min(1, self.num_frames - 1)
 
     def to(self, device: torch.device) -> "FlowGuidance":
+        """The embeddings and cameras on ``device``; full-resolution flows stay on the CPU (the model never reads
+        them)."""
         e = self.embeddings
-        moved = FlowEmbeddings(
-            past=e.past.to(device),
-            future=e.future.to(device),
-            flow_backward=e.flow_backward,  # full-resolution flows stay on the CPU: the model never reads them
-            flow_forward=e.flow_forward,
-            times=e.times,
-            stride=e.stride,
-        )
-        return FlowGuidance(moved, self.viewmats.to(device), self.intrinsics.to(device), self.image_size)
+        moved = replace(e, past=e.past.to(device), future=e.future.to(device))
+        return FlowGuidance(moved, self.viewmats.to(device), self.intrinsics.to(device))
 
     def project(self, frame: int, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N 2"]:
         """``(x, y)`` of world points in frame ``frame``'s embedding grid, in [−1, 1] inside it (module docstring)."""

@@ -108,7 +108,7 @@ class FlowGuidedPipeline(VanillaPipeline):
         viewmats = viewmat_from_nerfstudio_c2w(train_cameras.camera_to_worlds[index].float())
         # Read after `cached_train`: undistorting the cached images updates these intrinsics in place.
         intrinsics = train_cameras.get_intrinsics_matrices()[index].float()
-        return FlowGuidance(embeddings, viewmats, intrinsics, (int(frames.shape[1]), int(frames.shape[2])))
+        return FlowGuidance(embeddings, viewmats, intrinsics)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         if getattr(self.model, "needs_flow_guidance", False):
