@@ -349,3 +349,13 @@ def test_window_sampling_from_one_patch_matches_per_point_sampling(window: int) 
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), feature_map)
     (grad_reference,) = torch.autograd.grad((reference * weights).sum(), feature_map)
     assert torch.allclose(grad_ours, grad_reference, atol=1e-4)
+
+
+def test_zero_initialised_heads_start_at_the_identity_and_still_learn() -> None:
+    idn, gmn = tiny_idn(zero_init_heads=True), tiny_gmn(zero_init_heads=True)
+    idn_out, gmn_out = run_both(idn, gmn)
+    assert torch.equal(idn_out.window, torch.zeros_like(idn_out.window))
+    final = deformation_to_vector(gmn_out.deformation)
+    assert torch.equal(final, torch.zeros_like(final))
+    (final - 1.0).square().sum().backward()  # a loss that wants motion reaches the heads
+    assert gmn.refinement.head_means.weight.grad.abs().sum() > 0
