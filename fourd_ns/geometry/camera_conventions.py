@@ -35,6 +35,17 @@ def c2w_opengl_to_nerfies(
     return rotation_c2w.transpose(-1, -2), c2w[..., :3, 3]
 
 
+def switch_c2w_camera_axes(camera_to_world: Float[Tensor, "*batch R 4"]) -> Float[Tensor, "*batch R 4"]:
+    """A camera-to-world pose ``[*, 3, 4]`` or ``[*, 4, 4]`` with OpenGL camera axes turned into OpenCV axes, or back.
+
+    The camera's y and z axes (rotation columns 1 and 2) change sign and the centre stays; the flip is its own
+    inverse, so the same call converts in both directions.
+    """
+    flip = torch.ones(4, dtype=camera_to_world.dtype, device=camera_to_world.device)
+    flip[1:3] = -1.0
+    return camera_to_world * flip
+
+
 def viewmat_from_nerfstudio_c2w(camera_to_world: Float[Tensor, "C 3 4"]) -> Float[Tensor, "C 4 4"]:
     """gsplat's world-to-camera view matrix (OpenCV camera axes) from nerfstudio camera-to-world poses (OpenGL).
 

@@ -1,5 +1,8 @@
 """``ns-train deform4d``: the Deformable-3DGS baseline with its published schedule.
 
+The Gaussians are seeded by ``--pipeline.initializer`` (default: the dataset's points), e.g.
+``ns-train deform4d pipeline.initializer:flow4r --pipeline.initializer.weights <checkpoint> nerfies-data --data D``.
+
 Learning rates follow Deformable-3DGS, whose ``spatial_lr_scale`` is hard-coded to 5: means 1.6e-4·5 decaying to
 1.6e-6·5 over 30k iterations, scales 1e-3·5, deformation 8e-4 → 1.6e-6 over 40k, Adam eps 1e-15.
 """
@@ -9,13 +12,13 @@ from __future__ import annotations
 from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from fourd_ns.dataparsers.nerfies_dataparser import NerfiesDataParserConfig
 from fourd_ns.datamanagers.full_image_datamanager import FourDFullImageDatamanagerConfig
+from fourd_ns.engine.trainer import FourDTrainerConfig
 from fourd_ns.models.deform4d import Deform4DModelConfig
+from fourd_ns.pipelines.initialized_pipeline import InitializedPipelineConfig
 
 MAX_ITERATIONS = 40000
 
@@ -83,10 +86,10 @@ def trainer_schedule(max_iterations: int = MAX_ITERATIONS) -> dict:
 
 
 deform4d = MethodSpecification(
-    config=TrainerConfig(
+    config=FourDTrainerConfig(
         method_name="deform4d",
         **trainer_schedule(),
-        pipeline=VanillaPipelineConfig(
+        pipeline=InitializedPipelineConfig(
             datamanager=FourDFullImageDatamanagerConfig(dataparser=NerfiesDataParserConfig()),
             model=Deform4DModelConfig(**deformable_3dgs_schedule()),
         ),

@@ -2,18 +2,19 @@
 
 The flow backend is chosen under ``--pipeline.flow.*`` (RAFT when its weights are on disk, else OpenCV DIS); the
 ablations of the paper's Table 3 are ``--pipeline.model.use-idn False``, ``--pipeline.model.use-gmn False`` and
-``--pipeline.model.mutual-learning False``.
+``--pipeline.model.mutual-learning False``. The Gaussians are seeded by ``--pipeline.initializer`` (default: the
+dataset's points; e.g. ``pipeline.initializer:flow4r --pipeline.initializer.weights <checkpoint>``).
 """
 
 from __future__ import annotations
 
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from fourd_ns.dataparsers.nerfies_dataparser import NerfiesDataParserConfig
 from fourd_ns.datamanagers.full_image_datamanager import FourDFullImageDatamanagerConfig
+from fourd_ns.engine.trainer import FourDTrainerConfig
 from fourd_ns.method_configs.deform4d import (
     MAX_ITERATIONS,
     deformable_3dgs_schedule,
@@ -32,7 +33,7 @@ def network_optimizer(lr: float = 1e-4, lr_final: float = 1e-6, max_steps: int =
 
 
 flag4d = MethodSpecification(
-    config=TrainerConfig(
+    config=FourDTrainerConfig(
         method_name="flag4d",
         **trainer_schedule(),
         pipeline=FlowGuidedPipelineConfig(

@@ -1,4 +1,7 @@
-"""A ``VanillaPipeline`` that gives its model optical-flow guidance computed from the training video.
+"""A pipeline that gives its model optical-flow guidance computed from the training video.
+
+It is an :class:`~fourd_ns.pipelines.initialized_pipeline.InitializedPipeline`, so its Gaussians are seeded by
+``--pipeline.initializer`` like every fourd_ns method.
 
 Data flows one way: the datamanager owns the images and cameras; this pipeline turns them into a
 :class:`~fourd_ns.flow.guidance.FlowGuidance` (through the cached :func:`load_or_compute_flow_embeddings`) and hands
@@ -24,7 +27,6 @@ import torch
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
-from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.flow.backend import FlowBackend
@@ -33,10 +35,11 @@ from fourd_ns.flow.config import FlowEmbeddingConfig, select_flow_backend
 from fourd_ns.flow.embeddings import compute_flow_embeddings
 from fourd_ns.flow.guidance import FlowGuidance, TrainingVideo, select_training_video
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
+from fourd_ns.pipelines.initialized_pipeline import InitializedPipeline, InitializedPipelineConfig
 
 
 @dataclass
-class FlowGuidedPipelineConfig(VanillaPipelineConfig):
+class FlowGuidedPipelineConfig(InitializedPipelineConfig):
     """Pipeline whose model is guided by optical-flow embeddings of the training video."""
 
     _target: Type = field(default_factory=lambda: FlowGuidedPipeline)
@@ -44,8 +47,8 @@ class FlowGuidedPipelineConfig(VanillaPipelineConfig):
     """Optical-flow backend and embedding settings (embeddings are cached in the run's output folder)."""
 
 
-class FlowGuidedPipeline(VanillaPipeline):
-    """``VanillaPipeline`` + flow guidance for models that define ``needs_flow_guidance`` (see module docstring)."""
+class FlowGuidedPipeline(InitializedPipeline):
+    """``InitializedPipeline`` + flow guidance for models that define ``needs_flow_guidance`` (module docstring)."""
 
     config: FlowGuidedPipelineConfig
 

@@ -1,0 +1,1 @@
+"""fourd_ns's extensions of nerfstudio's training engine."""

@@ -1,0 +1,34 @@
+"""nerfstudio's ``Trainer``, telling the pipeline where the run's output folder is before building it.
+
+Only the trainer knows the run folder (``trainer.base_dir``: output_dir/experiment/method/timestamp), but the
+pipeline needs it earlier than any callback: the initializer runs before the model exists and caches its result
+there. :class:`FourDTrainer` therefore sets ``pipeline.run_dir`` on the config just before ``Trainer.setup`` builds
+the pipeline. ``ns-train`` saves ``config.yml`` before that; a ``run_dir`` found in a loaded config is overwritten
+by the new run's folder, and ``ns-eval``/``ns-viewer`` build pipelines without a trainer and never run the
+initializer, so a recorded folder is never used again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Type
+
+from nerfstudio.engine.trainer import Trainer, TrainerConfig
+
+
+@dataclass
+class FourDTrainerConfig(TrainerConfig):
+    """nerfstudio's trainer settings; the trainer it builds hands the run folder to the pipeline."""
+
+    _target: Type = field(default_factory=lambda: FourDTrainer)
+
+
+class FourDTrainer(Trainer):
+    """``Trainer`` that sets ``config.pipeline.run_dir`` to the run folder before building the pipeline."""
+
+    config: FourDTrainerConfig
+
+    def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
+        if hasattr(self.config.pipeline, "run_dir"):
+            self.config.pipeline.run_dir = self.base_dir
+        super().setup(test_mode)

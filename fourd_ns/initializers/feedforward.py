@@ -1,0 +1,336 @@
+"""``flow4r`` and ``flow3r``: seed points, velocities and cameras from a feed-forward reconstruction of the video.
+
+Both run a trained Flow4R checkpoint (:func:`fourd_ns.feedforward.pretrained.load_pretrained`) over the training
+video with anchored pairs (:func:`fourd_ns.feedforward.sequence_inference.reconstruct_sequence`), after resizing the
+frames for the network (long side ``long_side``, sides cropped to multiples of the patch size). Then:
+
+1. **World frame.** The reconstruction lives in the anchor camera (OpenCV axes, the network's scale). When the
+   dataset has cameras, the predicted camera trajectory is aligned to them by a Sim(3) on camera centres
+   (:func:`fourd_ns.geometry.similarity.align_camera_poses`, which falls back to the first camera for straight or
+   static trajectories) and the same similarity carries points, tracks and cameras into the dataparser's world; the
+   log reports the camera-centre RMSE after alignment, the one measure of how far the network's cameras are from the
+   dataset's. OpenGL ↔ OpenCV conversion happens once, in :func:`switch_c2w_camera_axes`.
+2. **Points.** Every frame contributes its own points at its own time (so regions the anchor never sees are seeded
+   too). Pixels with non-finite predictions are dropped, then those below the ``confidence_quantile`` of the
+   confidence over all frames; a seeded random subset of ``num_points`` remains. Colours are the resized frames'
+   pixels. ``point_times`` is each point's frame time.
+3. **Velocities** (world units per unit of normalised time). Only the anchor's pixels are tracked through the video
+   (``SequenceReconstruction.tracks``), so velocities are first computed for them, by finite differences over the
+   non-uniform frame times (``torch.gradient``: second-order central in the interior, one-sided at the ends). A seed
+   point from frame t takes the velocity of the nearest tracked point at time t (a k-d tree per frame, over the
+   anchor pixels that pass the confidence threshold). Points that the anchor does not see inherit the velocity of
+   their nearest tracked neighbour — for disoccluded background, usually another static point. A one-frame video
+   has no velocities.
+
+What differs between the two (the honest part):
+
+- ``flow4r`` tracks the anchor's pixels with the regressed 3D correspondence ``P_vt`` of the anchor view (paper
+  Eq. 6): the network's scene-flow prediction, defined for occluded points as well.
+- ``flow3r`` needs a checkpoint trained with the factored-flow head (``Flow4RConfig.factored_flow``). It tracks an
+  anchor pixel into frame t by its predicted 2D correspondence there, lifted to 3D with frame t's own point map
+  (bilinear lookup). 2D correspondences are supervised by far more data (optical flow, 2D tracks) than 3D scene
+  flow, which is Flow3r's argument; but the lift is only right where the point is visible in frame t — where it is
+  occluded it takes the occluder's depth. Correspondences that leave frame t fall back to the ``flow4r`` track.
+  Our factored-flow head rides on the Flow4R backbone; real Flow3r weights (a DINOv2/π³ network) cannot be loaded.
+
+Checkpoints must hold trained heads: a CroCo or DUSt3R checkpoint loads into Flow4R with (partly) fresh heads, and
+seeding a scene from random head weights would silently produce noise, so any missing or shape-mismatched key is
+an error that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Type
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from scipy.spatial import cKDTree
+from torch import Tensor
+
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from fourd_ns.feedforward.flow4r import Flow4R
+from fourd_ns.feedforward.pair_types import PairPrediction, SequenceReconstruction
+from fourd_ns.feedforward.pretrained import LoadReport, load_pretrained
+from fourd_ns.feedforward.sequence_inference import (
+    NetworkResize,
+    intrinsics_to_original,
+    reconstruct_sequence,
+    resize_for_network,
+)
+from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
+from fourd_ns.geometry.similarity import align_camera_poses, apply_sim3, sim3_scale
+from fourd_ns.initializers.base import Initializer, InitializerConfig, InitializerInputs, InitializerResult
+
+
+@dataclass
+class FeedForwardInitializerConfig(InitializerConfig):
+    """Settings shared by the flow4r and flow3r initializers."""
+
+    weights: str = field(kw_only=True)
+    """Trained Flow4R checkpoint: a folder written by fourd_ns.feedforward.pretrained.save_pretrained, a Hugging Face
+    hub id of such a folder, or a .pth file. Its heads must be trained (not a bare CroCo/DUSt3R checkpoint)."""
+    num_points: int = 100000
+    """Number of seed points (fewer when fewer pixels pass the confidence threshold)."""
+    confidence_quantile: float = 0.5
+    """Keep pixels whose confidence is at least this quantile of all frames' confidences (0 keeps every pixel)."""
+    long_side: int = 512
+    """Long side of the frames fed to the network, in pixels (sides are then cropped to multiples of the patch)."""
+    anchor: int = 0
+    """Index of the anchor frame in the training video (all pairs are (anchor, frame t))."""
+    batch_size: int = 4
+    """Pairs per forward pass."""
+    seed: int = 0
+    """Seed of the random subset of confident pixels."""
+
+
+@dataclass
+class Flow4RInitializerConfig(FeedForwardInitializerConfig):
+    """Seed points, velocities and cameras from Flow4R run over the training video (anchored pairs)."""
+
+    _target: Type = field(default_factory=lambda: Flow4RInitializer)
+
+
+@dataclass
+class Flow3rInitializerConfig(FeedForwardInitializerConfig):
+    """As flow4r, with motion from the factored-flow head's 2D correspondences (checkpoint needs factored_flow)."""
+
+    _target: Type = field(default_factory=lambda: Flow3rInitializer)
+
+
+def weights_identity(weights: str) -> dict:
+    """What identifies a checkpoint in a cache key: for local files their resolved paths, sizes and modification
+    times (every file of a folder); for a hub id, the id (the hub snapshot is resolved only when loading)."""
+    path = Path(weights).expanduser()
+    if not path.exists():
+        return {"hub_id": weights}
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {
+        "path": str(path.resolve()),
+        "files": [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+                  for p in files],
+    }
+
+
+def select_confident_pixels(
+    confidence: Float[Tensor, "T H W"],
+    finite: Bool[Tensor, "T H W"],
+    quantile: float,
+    count: int,
+    generator: torch.Generator,
+) -> tuple[Int[Tensor, "N"], float]:
+    """Flat indices of at most ``count`` pixels, drawn uniformly among the finite ones whose confidence is at least
+    the ``quantile`` of the finite confidences, sorted; and that threshold."""
+    if not 0.0 <= quantile < 1.0:
+        raise ValueError(f"pipeline.initializer.confidence-quantile must be in [0, 1), got {quantile}")
+    flat_finite = finite.reshape(-1)
+    values = confidence.reshape(-1)[flat_finite].float()
+    if values.numel() == 0:
+        raise ValueError("The feed-forward reconstruction has no finite point: the checkpoint's predictions overflow.")
+    rank = int(quantile * (values.numel() - 1))
+    threshold = float(torch.kthvalue(values, rank + 1).values)  # kthvalue: no size limit, unlike torch.quantile
+    candidates = torch.nonzero(flat_finite & (confidence.reshape(-1) >= threshold)).squeeze(1)
+    if candidates.numel() > count:
+        chosen = torch.randperm(candidates.numel(), generator=generator)[:count]
+        candidates = candidates[chosen].sort().values
+    return candidates, threshold
+
+
+def track_velocities(tracks: Float[Tensor, "T M 3"], times: Float[Tensor, "T"]) -> Float[Tensor, "T M 3"]:
+    """d(track)/dt at every frame, by finite differences over non-uniform times (needs T ≥ 2 distinct times)."""
+    if tracks.shape[0] < 2:
+        raise ValueError("Velocities need at least two frames")
+    spacing = (times.to(tracks.dtype),)
+    return torch.gradient(tracks, spacing=spacing, dim=0, edge_order=1)[0]
+
+
+def nearest_track_velocities(
+    points: Float[Tensor, "N 3"],
+    frames: Int[Tensor, "N"],
+    tracks: Float[Tensor, "T M 3"],
+    velocities: Float[Tensor, "T M 3"],
+    valid: Bool[Tensor, "M"],
+) -> Float[Tensor, "N 3"]:
+    """Each point (observed in frame ``frames[i]``) gets the velocity of the nearest valid tracked point at that
+    frame's time (of the nearest tracked point when none is valid)."""
+    if not bool(valid.any()):
+        valid = torch.ones_like(valid)
+    result = torch.zeros_like(points)
+    for frame in torch.unique(frames).tolist():
+        mine = frames == frame
+        tree = cKDTree(tracks[frame][valid].double().numpy())
+        _, nearest = tree.query(points[mine].double().numpy(), k=1)
+        result[mine] = velocities[frame][valid][torch.from_numpy(nearest).long()]
+    return result
+
+
+def lift_correspondences(
+    points: Float[Tensor, "T H W 3"], correspondences: Float[Tensor, "T H W 2"]
+) -> tuple[Float[Tensor, "T H W 3"], Bool[Tensor, "T H W"]]:
+    """3D positions of correspondences: frame t's point map sampled (bilinearly) where each anchor pixel lands in
+    frame t, and whether it lands inside the image. Pixel coordinates have pixel centres at integer + 0.5."""
+    _, height, width, _ = points.shape
+    u, v = correspondences[..., 0], correspondences[..., 1]
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    grid = torch.stack((2.0 * u / width - 1.0, 2.0 * v / height - 1.0), dim=-1)  # align_corners=False convention
+    lifted = F.grid_sample(points.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
+                           align_corners=False)
+    return lifted.permute(0, 2, 3, 1), inside
+
+
+def camera_to_world_opencv(cameras: Cameras) -> Float[Tensor, "T 4 4"]:
+    """nerfstudio cameras' camera-to-world poses as 4×4 matrices with OpenCV camera axes."""
+    c2w = cameras.camera_to_worlds.double()
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype).expand(c2w.shape[0], 1, 4)
+    return switch_c2w_camera_axes(torch.cat((c2w, bottom), dim=1))
+
+
+class _CorrespondenceRecorder:
+    """Wraps a model for ``reconstruct_sequence`` and keeps each batch's anchor → frame correspondences.
+
+    ``reconstruct_sequence`` calls the model on (anchor, frame) pairs in frame order; the factored-flow output of the
+    anchor view (``correspondence1``) is what it does not return.
+    """
+
+    def __init__(self, model: Flow4R) -> None:
+        self.model = model
+        self.batches: list[Tensor] = []
+
+    def __call__(self, image1: Tensor, image2: Tensor) -> PairPrediction:
+        prediction = self.model(image1, image2)
+        self.batches.append(prediction.correspondence1.float().cpu())
+        return prediction
+
+
+class Flow4RInitializer(Initializer):
+    """See the module docstring."""
+
+    name = "flow4r"
+    config: FeedForwardInitializerConfig
+
+    def identity(self) -> dict:
+        return {**super().identity(), "weights_identity": weights_identity(self.config.weights)}
+
+    def load_model(self) -> Flow4R:
+        """The checkpoint's Flow4R with every weight this initializer uses loaded (else a ValueError)."""
+        model, report = load_pretrained(self.config.weights, config_overrides={"factored_flow": False})
+        return self._checked(model, report)
+
+    def _checked(self, model: Flow4R, report: LoadReport) -> Flow4R:
+        report.print(CONSOLE)
+        untrained = report.missing + sorted(report.shape_mismatched)
+        if untrained:
+            raise ValueError(
+                f"pipeline.initializer.weights={self.config.weights} does not hold a trained Flow4R: {len(untrained)} "
+                f"weights would start untrained ({', '.join(untrained[:4])}{', …' if len(untrained) > 4 else ''}). "
+                "CroCo and DUSt3R checkpoints only initialise Flow4R for training; pass a checkpoint saved after "
+                "training (fourd_ns.feedforward.pretrained.save_pretrained)."
+            )
+        return model
+
+    def reconstruct(
+        self, model: Flow4R, images: Float[Tensor, "T 3 H W"], device: torch.device | str
+    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"]]:
+        """The anchored reconstruction and the anchor pixels' tracks used for motion."""
+        reconstruction = reconstruct_sequence(model, images, anchor=self.config.anchor,
+                                              batch_size=self.config.batch_size, device=device,
+                                              patch=model.backbone_config.patch_size)
+        return reconstruction, reconstruction.tracks
+
+    def initialize(self, inputs: InitializerInputs, device: torch.device | str = "cpu") -> InitializerResult:
+        config = self.config
+        video = inputs.video()
+        if not 0 <= config.anchor < video.shape[0]:
+            raise ValueError(f"pipeline.initializer.anchor={config.anchor} is not a frame of the {video.shape[0]}-frame "
+                             f"training video of {inputs.source}")
+        if config.num_points < 1:
+            raise ValueError(f"pipeline.initializer.num-points must be at least 1, got {config.num_points}")
+        model = self.load_model().to(device).eval()
+        images, resize = resize_for_network(video, config.long_side, patch=model.backbone_config.patch_size)
+        CONSOLE.log(f"Initializer '{self.name}': {video.shape[0]} frames at {resize.size[1]}×{resize.size[0]} "
+                    f"(from {resize.original_size[1]}×{resize.original_size[0]}), anchor frame {config.anchor}")
+        reconstruction, tracks = self.reconstruct(model, images, device)
+        return self.seed_from(reconstruction, tracks, resize, inputs)
+
+    def seed_from(
+        self,
+        reconstruction: SequenceReconstruction,
+        tracks: Float[Tensor, "T H W 3"],
+        resize: NetworkResize,
+        inputs: InitializerInputs,
+    ) -> InitializerResult:
+        """Steps 1–3 of the module docstring on an anchored reconstruction of ``inputs``' video at the network
+        resolution that ``resize`` describes; ``tracks`` are the anchor pixels' positions at every frame time."""
+        config = self.config
+        camera_to_world = reconstruction.camera_to_anchor.double()
+        sim3 = torch.eye(4, dtype=torch.float64)
+        if inputs.cameras is not None:
+            reference = camera_to_world_opencv(inputs.cameras)
+            sim3, camera_to_world = align_camera_poses(camera_to_world, reference)
+            rmse = float((camera_to_world[:, :3, 3] - reference[:, :3, 3]).square().sum(-1).mean().sqrt())
+            CONSOLE.log(f"Initializer '{self.name}': predicted cameras aligned to the dataset's by Sim(3) (scale "
+                        f"{float(sim3_scale(sim3)):.4g}); camera-centre RMSE after alignment {rmse:.4g} (dataset "
+                        "units)")
+
+        frames, height, width = reconstruction.confidence.shape
+        points = apply_sim3(sim3, reconstruction.points.double()).float()
+        finite = torch.isfinite(points).all(-1) & torch.isfinite(reconstruction.confidence)
+        generator = torch.Generator().manual_seed(config.seed)
+        chosen, threshold = select_confident_pixels(reconstruction.confidence, finite, config.confidence_quantile,
+                                                    config.num_points, generator)
+        chosen_frames = chosen // (height * width)
+        seeds = points.reshape(-1, 3)[chosen]
+        colors = (reconstruction.colors.reshape(-1, 3)[chosen].clamp(0, 1) * 255).round().to(torch.uint8)
+        times = inputs.times.float()
+
+        velocities = None
+        if frames >= 2:
+            world_tracks = apply_sim3(sim3, tracks.double()).float().reshape(frames, height * width, 3)
+            anchor_confidence = reconstruction.confidence[config.anchor].reshape(-1)
+            valid = (anchor_confidence >= threshold) & torch.isfinite(world_tracks).all(-1).all(0)
+            world_tracks = torch.nan_to_num(world_tracks)
+            velocities = nearest_track_velocities(seeds, chosen_frames, world_tracks,
+                                                  track_velocities(world_tracks, times), valid)
+
+        return InitializerResult(
+            points=seeds,
+            colors=colors,
+            point_times=times[chosen_frames],
+            velocities=velocities,
+            camera_to_worlds=switch_c2w_camera_axes(camera_to_world[:, :3, :]).float(),
+            intrinsics=intrinsics_to_original(reconstruction.intrinsics.float(), resize),
+        )
+
+
+class Flow3rInitializer(Flow4RInitializer):
+    """See the module docstring: motion from factored-flow correspondences lifted to 3D."""
+
+    name = "flow3r"
+
+    def load_model(self) -> Flow4R:
+        model, report = load_pretrained(self.config.weights)
+        if not model.config.factored_flow:
+            raise ValueError(
+                f"pipeline.initializer.weights={self.config.weights} has no factored-flow head (its config has "
+                "factored_flow false), which the flow3r initializer needs; use pipeline.initializer:flow4r with this "
+                "checkpoint, or one trained with Flow4RConfig(factored_flow=True)."
+            )
+        return self._checked(model, report)
+
+    def reconstruct(
+        self, model: Flow4R, images: Float[Tensor, "T 3 H W"], device: torch.device | str
+    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"]]:
+        recorder = _CorrespondenceRecorder(model)
+        reconstruction = reconstruct_sequence(recorder, images, anchor=self.config.anchor,
+                                              batch_size=self.config.batch_size, device=device,
+                                              patch=model.backbone_config.patch_size)
+        correspondences = torch.cat(recorder.batches)
+        lifted, inside = lift_correspondences(reconstruction.points, correspondences)
+        CONSOLE.log(f"Initializer '{self.name}': {float(inside.float().mean()) * 100:.1f}% of the anchor's "
+                    "correspondences stay in view and are lifted to 3D; the rest keep Flow4R's tracks.")
+        tracks = torch.where(inside[..., None], lifted, reconstruction.tracks)
+        return reconstruction, tracks
