@@ -128,6 +128,20 @@ def test_own_format_pickle_fallback_and_config_overrides(tmp_path: Path):
         load_pretrained(folder, config_overrides={"heads": "dpt"})
 
 
+def test_a_training_run_folder_resolves_to_its_newest_checkpoint(tmp_path: Path):
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    older = Flow4R(Flow4RConfig.tiny(head="linear"))
+    newer = Flow4R(Flow4RConfig.tiny(head="linear"))
+    save_pretrained(older, run / "checkpoints" / "step-0000900")
+    save_pretrained(newer, run / "checkpoints" / "step-0001000")
+    (run / "checkpoints" / "step-0002000.partial").mkdir()  # an unfinished save is not a checkpoint
+    loaded, report = load_pretrained(run)
+    assert report.source.endswith(f"(newest checkpoint of the run folder {run})")
+    for name, tensor in newer.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
 # --- CroCo ----------------------------------------------------------------------------------------------------
 
 

@@ -198,6 +198,20 @@ def _hub_offline() -> bool:
     return bool(huggingface_hub.constants.HF_HUB_OFFLINE)  # read at call time: tests and users may toggle it
 
 
+def newest_run_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The newest ``checkpoints/step-N`` folder (highest N, with a ``config.json``) of a `fourd-train-flow4r` run
+    folder, so that a run folder can be passed wherever weights are expected; None if there is none."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    steps = [
+        (int(match.group(1)), child)
+        for child in folder.iterdir()
+        if (match := re.fullmatch(r"step-(\d+)", child.name)) and (child / CONFIG_NAME).is_file()
+    ]
+    return max(steps)[1] if steps else None
+
+
 def resolve_weights(
     name_or_path: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None, revision: Optional[str] = None
 ) -> tuple[Path, str]:
@@ -207,6 +221,10 @@ def resolve_weights(
     (only from the local cache when ``HF_HUB_OFFLINE`` is set). Raises FileNotFoundError naming everything tried.
     """
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / CONFIG_NAME).exists():
+        newest = newest_run_checkpoint(path)
+        if newest is not None:
+            return newest, f"{newest} (newest checkpoint of the run folder {path})"
     if path.exists():
         return path, str(path)
     tried = [f"a local file or folder at {path.resolve()}: does not exist"]
