@@ -265,7 +265,8 @@ def test_eval_command_writes_pair_metrics(tmp_path: Path):
 
 def test_eval_command_scores_anchored_sequences(tmp_path: Path):
     from fourd_ns.feedforward.sequence_format import export_synthetic_sequence
-    from fourd_ns.scripts.eval_flow4r import SEQUENCE_COLUMNS, EvalArgs, main
+    from fourd_ns.feedforward.evaluation import SEQUENCE_COLUMNS
+    from fourd_ns.scripts.eval_flow4r import EvalArgs, main
 
     export_synthetic_sequence(tmp_path / "data" / "seq", seed=2, num_frames=4, image_size=SIZE, supersample=1,
                               track_stride=4)  # seed 2: four of the 64 tracks move

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Literal, Optional
 
 import torch
+import tyro
 from jaxtyping import Bool, Float
 from torch import Tensor
 
@@ -59,10 +60,12 @@ class Flow4RConfig:
 
     backbone: str = "croco-vitl-basedec"
     """Backbone size preset (``tiny``, ``small``, ``croco-vitb-smalldec``, ``croco-vitb-basedec``,
-    ``croco-vitl-basedec``); ignored when ``backbone_config`` is given (the weight loader then names it
-    ``custom``)."""
-    backbone_config: Optional[CroCoBackboneConfig] = None
-    """Explicit backbone sizes (set by the weight loader from a checkpoint's own settings)."""
+    ``croco-vitl-basedec``); ignored when a checkpoint's explicit ``backbone_config`` is used (the weight loader
+    then names it ``custom``)."""
+    backbone_config: tyro.conf.Suppress[Optional[CroCoBackboneConfig]] = None
+    """Explicit backbone sizes, set by the weight loader from a checkpoint's own settings (``config.json`` or a
+    CroCo / DUSt3R constructor) or in code. Not a command-line option: there ``backbone`` picks a preset, and
+    ``--init`` / ``--resume`` bring a checkpoint's own (possibly custom) sizes."""
     head: Literal["linear", "dpt"] = "dpt"
     """Dense head: ``linear`` (paper's first, 224-px stage) or ``dpt`` (second stage; needs patch size 16)."""
     dpt_hooks: Optional[tuple[int, int, int, int]] = None
