@@ -25,6 +25,18 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 TINY_SCENE = dict(preset="bell", num_frames=8, width=64, height=36, seed=0)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of small-tensor tests (``pytestmark = pytest.mark.usefixtures(...)``):
+    on a shared 2-core machine extra threads only add contention (tens of times slower on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 64×36, 8-time-step synthetic bell in the Nerfies layout (left camera = train, right = test)."""

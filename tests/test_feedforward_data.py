@@ -55,13 +55,7 @@ SIZE = (64, 64)
 EXPORT = dict(preset="random", seed=3, num_frames=6, image_size=SIZE)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensors on a shared 2-core machine: intra-op threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _transform(pose: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

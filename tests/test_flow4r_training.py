@@ -43,13 +43,7 @@ SIZE = (32, 32)
 SOURCE = SyntheticPairSource(image_size=SIZE, supersample=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: intra-op threads only add contention (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(output_dir: Path, **overrides) -> Flow4RTrainConfig:

@@ -27,13 +27,7 @@ from fourd_ns.synthetic.textures import Checker
 TINY = dict(num_frames=4, width=64, height=36)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are small: with 2 cores shared by other jobs, intra-op threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _camera(position, target, width=64, height=48, focal=50.0) -> PinholeCamera:

@@ -26,7 +26,7 @@ cropped so that it can be added to the next level (a no-op for even grids).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -154,20 +154,13 @@ class DPTNetwork(nn.Module):
 class DPTHead(nn.Module):
     """DPT on the layers ``hooks`` of the backbone's token list (parameters under ``dpt.*``, as DUSt3R's heads)."""
 
-    def __init__(
-        self,
-        dim_tokens: Sequence[int],
-        hooks: Sequence[int],
-        out_channels: int,
-        layer_dims: Sequence[int] = (96, 192, 384, 768),
-        feature_dim: int = 256,
-        last_dim: int = 128,
-    ) -> None:
+    def __init__(self, dim_tokens: Sequence[int], hooks: Sequence[int], out_channels: int, **sizes: Any) -> None:
+        """``sizes``: ``layer_dims``, ``feature_dim``, ``last_dim`` of :class:`DPTNetwork` (its defaults otherwise)."""
         super().__init__()
         if len(hooks) != 4:
             raise ValueError(f"DPT needs four hooked layers, got hooks={list(hooks)}")
         self.hooks = list(hooks)
-        self.dpt = DPTNetwork(dim_tokens, out_channels, layer_dims, feature_dim, last_dim)
+        self.dpt = DPTNetwork(dim_tokens, out_channels, **sizes)
 
     def forward(self, tokens: list[Float[Tensor, "B N D"]], grid_size: tuple[int, int]) -> Float[Tensor, "B C H W"]:
         """Dense output at ``(16h, 16w)`` from ``tokens[hooks]``."""

@@ -26,7 +26,7 @@ with Flow4R's backbone (enable ``Flow4RConfig.factored_flow``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Float
@@ -64,20 +64,14 @@ class CameraTokenFusion(nn.Module):
 class FactoredFlowHead(nn.Module):
     """Correspondences of view i's pixels in view j from the hooked layers of both views' token lists."""
 
-    def __init__(
-        self,
-        dim_tokens: Sequence[int],
-        hooks: Sequence[int],
-        layer_dims: Sequence[int] = (96, 192, 384, 768),
-        feature_dim: int = 256,
-        last_dim: int = 128,
-    ) -> None:
+    def __init__(self, dim_tokens: Sequence[int], hooks: Sequence[int], **sizes: Any) -> None:
+        """``sizes``: ``layer_dims``, ``feature_dim``, ``last_dim`` of :class:`DPTNetwork` (its defaults otherwise)."""
         super().__init__()
         if len(hooks) != 4 or len(dim_tokens) != 4:
             raise ValueError(f"the factored-flow head needs four hooked layers, got hooks={list(hooks)}")
         self.hooks = list(hooks)
         self.fusion = nn.ModuleList(CameraTokenFusion(dim) for dim in dim_tokens)
-        self.dpt = DPTNetwork(dim_tokens, 2, layer_dims, feature_dim, last_dim)
+        self.dpt = DPTNetwork(dim_tokens, 2, **sizes)
 
     def forward(
         self,

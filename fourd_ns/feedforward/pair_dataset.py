@@ -43,7 +43,7 @@ motion term weighted by the predicted W (Eq. 14–15).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -55,8 +55,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from fourd_ns.feedforward.flow4r_geometry import pixel_grid, transform_points, unproject_depth
-from fourd_ns.feedforward.pair_sample import PairSample, ViewSample
-from fourd_ns.feedforward.pair_types import PairBatch, ViewTargets
+from fourd_ns.feedforward.pair_types import PairBatch, PairSample, ViewTargets
 from fourd_ns.feedforward.sequence_format import Sequence, read_sequence
 from fourd_ns.feedforward.synthetic_pairs import PATCH_SIZE, SyntheticPairSource
 
@@ -342,7 +341,7 @@ class SequencePairDataset(Dataset):
             intrinsics1=frame_i.intrinsics,
             intrinsics2=frame_j.intrinsics,
             pose_1to2=frame_j.world_to_camera @ frame_i.camera_to_world,
-            dynamic=sequence.dynamic,
+            dynamic=torch.tensor(sequence.dynamic, dtype=torch.bool),
             targets1=self._view_targets(sequence, resize, frame_i, frame_j),
             targets2=self._view_targets(sequence, resize, frame_j, frame_i),
         )
@@ -366,7 +365,7 @@ class SequencePairDataset(Dataset):
             return resize.flow(sequence.backward_flow(a))
         return None
 
-    def _view_targets(self, sequence: Sequence, resize: CropResize, view: _Frame, other: _Frame) -> ViewSample:
+    def _view_targets(self, sequence: Sequence, resize: CropResize, view: _Frame, other: _Frame) -> ViewTargets:
         height, width = self.image_size
         valid = view.depth > 0
         points = torch.where(valid[..., None], unproject_depth(view.depth[None], view.intrinsics[None])[0], 0.0)
@@ -411,7 +410,7 @@ class SequencePairDataset(Dataset):
             flow_valid = torch.where(static, seen, flow_valid)
         flow_target = torch.where(flow_valid[..., None], flow_target, 0.0)
         points_other = torch.where(motion_valid[..., None], points_other, 0.0)
-        return ViewSample(points, points_other, valid, motion_valid, flow_target, flow_valid)
+        return ViewTargets(points, points_other, valid, motion_valid, flow_target, flow_valid)
 
     def _apply_tracks(
         self,
@@ -468,14 +467,15 @@ class SyntheticPairDataset(Dataset):
         return self.source.pair(self.first_seed + index)
 
 
-def _stack_targets(views: list[ViewSample]) -> ViewTargets:
-    return ViewTargets(
-        points=torch.stack([v.points for v in views]),
-        points_other=torch.stack([v.points_other for v in views]),
-        valid=torch.stack([v.valid for v in views]),
-        motion_valid=torch.stack([v.motion_valid for v in views]),
-        flow_target=torch.stack([v.flow_target for v in views]),
-        flow_valid=torch.stack([v.flow_valid for v in views]),
+def _stack(items: list):
+    """Stack same-class dataclasses field by field (tensors, nested dataclasses) along a new leading axis."""
+    columns = {f.name: [getattr(item, f.name) for item in items] for f in fields(items[0])}
+    return replace(
+        items[0],
+        **{
+            name: torch.stack(column) if isinstance(column[0], Tensor) else _stack(column)
+            for name, column in columns.items()
+        },
     )
 
 
@@ -489,13 +489,5 @@ def collate_pairs(items: list[PairSample]) -> PairBatch:
             f"collate_pairs: pairs of different image sizes {sorted(sizes)} cannot share a batch; give every pair "
             f"source the same image_size"
         )
-    return PairBatch(
-        image1=torch.stack([item.image1 for item in items]) * 2.0 - 1.0,
-        image2=torch.stack([item.image2 for item in items]) * 2.0 - 1.0,
-        intrinsics1=torch.stack([item.intrinsics1 for item in items]),
-        intrinsics2=torch.stack([item.intrinsics2 for item in items]),
-        pose_1to2=torch.stack([item.pose_1to2 for item in items]),
-        dynamic=torch.tensor([item.dynamic for item in items], dtype=torch.bool),
-        targets1=_stack_targets([item.targets1 for item in items]),
-        targets2=_stack_targets([item.targets2 for item in items]),
-    )
+    batch = _stack(items)
+    return replace(batch, image1=batch.image1 * 2.0 - 1.0, image2=batch.image2 * 2.0 - 1.0)

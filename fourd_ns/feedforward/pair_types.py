@@ -1,5 +1,9 @@
-"""The data that crosses module boundaries in the feed-forward package: a batch of image pairs with ground truth,
-Flow4R's per-view property set, and an anchored-sequence reconstruction.
+"""The data that crosses module boundaries in the feed-forward package: image pairs with ground truth, Flow4R's
+per-view property set, and an anchored-sequence reconstruction.
+
+One pair and a batch of pairs are the same classes: every pair source (synthetic renders, on-disk sequences,
+unlabeled videos) yields one ``PairSample`` (a ``PairBatch`` without the leading batch axis ``*B``, images in
+[0, 1]), and ``pair_dataset.collate_pairs`` stacks a list of them into a ``PairBatch`` with images in [−1, 1].
 
 Axes everywhere are OpenCV camera axes (x right, y down, z forward). Pixel coordinates are (u, v) with pixel
 centres at integer + 0.5 (as `fourd_ns.synthetic.camera.pixel_centres` and nerfstudio). A "pose from view a to
@@ -29,41 +33,51 @@ def _to(obj, device):
 
 @dataclass
 class ViewTargets:
-    """Ground truth for the pixels of one view of a pair; missing supervision is an all-False mask."""
+    """Ground truth for the pixels of one view of a pair; missing supervision is an all-False mask (an unlabeled
+    video pair has ``valid = motion_valid = False`` and only flow pseudo-labels), so pairs from different sources can
+    share a batch. Pair sources write zeros where a mask is False."""
 
-    points: Float[Tensor, "B H W 3"]
+    points: Float[Tensor, "*B H W 3"]
     """P̄: this view's surface points in this view's camera at this view's time."""
-    points_other: Float[Tensor, "B H W 3"]
+    points_other: Float[Tensor, "*B H W 3"]
     """P̄_vt: the same material points at the other view's time, in the other view's camera."""
-    valid: Bool[Tensor, "B H W"]
+    valid: Bool[Tensor, "*B H W"]
     """M_P: pixels with valid depth."""
-    motion_valid: Bool[Tensor, "B H W"]
+    motion_valid: Bool[Tensor, "*B H W"]
     """M_F: pixels whose P̄_vt is known (scene flow / 3D tracks)."""
-    flow_target: Float[Tensor, "B H W 2"]
-    """p̄_vt: pixel position of the material point in the other image (2D motion target)."""
-    flow_valid: Bool[Tensor, "B H W"]
+    flow_target: Float[Tensor, "*B H W 2"]
+    """p̄_vt: pixel position (u, v) of the material point in the other image (2D motion target)."""
+    flow_valid: Bool[Tensor, "*B H W"]
     """M_f: pixels whose p̄_vt is known (optical flow / 2D tracks)."""
 
 
 @dataclass
 class PairBatch:
-    """A batch of B ordered image pairs (view 1, view 2) with ground truth for both directions."""
+    """B ordered image pairs (view 1, view 2) with ground truth for both directions; without the batch axis, one
+    pair (``PairSample``)."""
 
-    image1: Float[Tensor, "B 3 H W"]
-    """View 1 in [-1, 1] (DUSt3R normalisation)."""
-    image2: Float[Tensor, "B 3 H W"]
-    intrinsics1: Float[Tensor, "B 3 3"]
-    intrinsics2: Float[Tensor, "B 3 3"]
-    pose_1to2: Float[Tensor, "B 4 4"]
+    image1: Float[Tensor, "*B 3 H W"]
+    """View 1: RGB in [0, 1] in a ``PairSample``; in [-1, 1] (DUSt3R normalisation) once ``collate_pairs`` has
+    batched it."""
+    image2: Float[Tensor, "*B 3 H W"]
+    intrinsics1: Float[Tensor, "*B 3 3"]
+    intrinsics2: Float[Tensor, "*B 3 3"]
+    pose_1to2: Float[Tensor, "*B 4 4"]
     """T̄ with X_cam2 = T̄ · X_cam1 for static points (camera 1 → camera 2)."""
-    dynamic: Bool[Tensor, "B"]
+    dynamic: Bool[Tensor, "*B"]
     """Whether the pair comes from a dynamic scene (selects w in Eq. 15)."""
     targets1: Optional[ViewTargets] = None
-    """S̄(I1, I2); None for unlabeled video pairs (frames only)."""
+    """S̄(I1, I2): view 1's pixels, moved to view 2's time and camera. Every pair source sets both targets; None
+    means a batch of frames without ground truth (which the Flow4R loss rejects)."""
     targets2: Optional[ViewTargets] = None
+    """S̄(I2, I1)."""
 
     def to(self, device) -> "PairBatch":
         return _to(self, device)
+
+
+PairSample = PairBatch
+"""One pair as a pair source yields it: a ``PairBatch`` without the batch axis, images in [0, 1]."""
 
 
 @dataclass

@@ -38,25 +38,22 @@ import imageio.v2 as imageio
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, UInt8
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
-
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.feedforward.synthetic_pairs import (
     camera_to_world,
     cast_pixel_centres,
     frozen_scene,
     intrinsics_matrix,
-    material_points_at,
     render_image,
     scene_is_dynamic,
     visible_from,
 )
+from fourd_ns.progress import progress_bar
 from fourd_ns.synthetic.camera import pixel_centres, project
 from fourd_ns.synthetic.presets import PRESETS
 from fourd_ns.synthetic.rig import stereo_rig
-from fourd_ns.synthetic.scene import Hits
+from fourd_ns.synthetic.scene import Hits, material_points_at
 
 FORMAT_VERSION = 1
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -462,14 +459,7 @@ def export_synthetic_sequence(
 
     images, depths, masks, flows, backward_flows = [], [], [], [], []
     track_points, track_visible, track_pixels = [], [], []
-    with Progress(
-        TextColumn(f"[bold blue]Rendering {preset} (seed {seed})"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-        transient=True,
-    ) as progress:
+    with progress_bar(f"Rendering {preset} (seed {seed})") as progress:
         task = progress.add_task("frames", total=num_frames)
         for t, (camera, tau) in enumerate(zip(cameras, taus)):
             rgb = render_image(scene, camera, tau, supersample)

@@ -34,10 +34,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
-
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.feedforward.flow4r_geometry import (
     estimate_focal,
@@ -48,6 +45,7 @@ from fourd_ns.feedforward.flow4r_geometry import (
     transform_points,
 )
 from fourd_ns.feedforward.pair_types import PairPrediction, SequenceReconstruction
+from fourd_ns.progress import progress_bar
 
 PairModel = Callable[[Tensor, Tensor], PairPrediction]
 """``model(image1, image2)`` on [B, 3, H, W] images in [−1, 1] → the property sets of both views."""
@@ -180,15 +178,7 @@ def reconstruct_sequence(
     try:
         with (
             torch.no_grad(),
-            Progress(
-                TextColumn("[bold blue]Anchored pairs"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=CONSOLE,
-                transient=True,
-                disable=not progress,
-            ) as bar,
+            progress_bar("Anchored pairs", disable=not progress) as bar,
         ):
             task = bar.add_task("pairs", total=frames)
             for start in range(0, frames, batch_size):

@@ -10,9 +10,10 @@ alone is supersampled; averaging geometry across an edge would give points on no
 
 - ``points`` P̄ — the hit points in camera a; ``valid`` wherever the ray hits something (the presets' room makes
   that every pixel).
-- ``points_other`` P̄_vt — the *material* point that was hit, moved with its object's affine motion to τb (the
-  mechanism of ``fourd_ns.synthetic.render._flow_to_next``) and expressed in camera b. ``motion_valid = valid``: the
-  position of a material point is known at every time, also when it is hidden in view b or outside its image.
+- ``points_other`` P̄_vt — the *material* point that was hit, moved with its object's affine motion to τb
+  (``fourd_ns.synthetic.scene.material_points_at``, which the flow ground truth of ``fourd_ns.synthetic`` uses too)
+  and expressed in camera b. ``motion_valid = valid``: the position of a material point is known at every time,
+  also when it is hidden in view b or outside its image.
 - ``flow_target`` p̄_vt — the projection of P̄_vt by camera b. ``flow_valid`` only where that pixel is inside image
   b, in front of camera b *and actually shows that point*: a ray is cast through p̄_vt at τb and its first hit must
   lie at the point's depth (relative tolerance ``VISIBILITY_TOLERANCE``). This occlusion test is exact — it asks the
@@ -45,12 +46,12 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from fourd_ns.feedforward.pair_sample import PairSample, ViewSample
+from fourd_ns.feedforward.pair_types import PairSample, ViewTargets
 from fourd_ns.synthetic.camera import PinholeCamera, camera_rays, look_at, pixel_centres, project
 from fourd_ns.synthetic.motion import Motion, Placement
 from fourd_ns.synthetic.presets import PRESETS
 from fourd_ns.synthetic.render import area_downsample, render_rgb
-from fourd_ns.synthetic.scene import Hits, Scene, cast_rays, object_affine
+from fourd_ns.synthetic.scene import Hits, Scene, cast_rays, material_points_at
 
 VISIBILITY_TOLERANCE = 1e-3
 """A point counts as seen by a camera when the first hit along its ray is within this fraction of its depth. Float32
@@ -122,18 +123,6 @@ def cast_pixel_centres(scene: Scene, camera: PinholeCamera, tau: float) -> Hits:
     return cast_rays(scene, origins, dirs, tau)
 
 
-def material_points_at(scene: Scene, hits: Hits, tau: float) -> Float[Tensor, "N 3"]:
-    """World positions at clip time ``tau`` of the material points in ``hits`` (static objects keep ``hits.world``)."""
-    world = hits.world.clone()
-    for i, obj in enumerate(scene.objects):
-        mask = hits.object == i
-        if not obj.motion.dynamic or not mask.any():
-            continue
-        a, b = object_affine(obj, tau)
-        world[mask] = hits.canonical[mask] @ a.T + b
-    return world
-
-
 def visible_from(
     scene: Scene, camera: PinholeCamera, tau: float, world: Float[Tensor, "N 3"]
 ) -> tuple[Float[Tensor, "N 2"], Bool[Tensor, "N"]]:
@@ -163,7 +152,7 @@ def visible_from(
 
 def render_view_targets(
     scene: Scene, camera: PinholeCamera, tau: float, other_camera: PinholeCamera, other_tau: float
-) -> ViewSample:
+) -> ViewTargets:
     """Exact ground truth of the view (``camera``, ``tau``) towards the other view (see the module docstring)."""
     h, w = camera.height, camera.width
     hits = cast_pixel_centres(scene, camera, tau)
@@ -172,7 +161,7 @@ def render_view_targets(
     uv_other, seen = visible_from(scene, other_camera, other_tau, world_other)
     known = valid[:, None]
     zeros3 = torch.zeros(1, 3)
-    return ViewSample(
+    return ViewTargets(
         points=torch.where(known, world_to_camera(camera, hits.world), zeros3).reshape(h, w, 3),
         points_other=torch.where(known, world_to_camera(other_camera, world_other), zeros3).reshape(h, w, 3),
         valid=valid.reshape(h, w),
@@ -213,7 +202,7 @@ def render_pair(setup: SyntheticPairSetup, supersample: int = 2) -> PairSample:
         intrinsics1=intrinsics_matrix(s.camera1),
         intrinsics2=intrinsics_matrix(s.camera2),
         pose_1to2=relative_pose(s.camera1, s.camera2),
-        dynamic=s.dynamic,
+        dynamic=torch.tensor(s.dynamic, dtype=torch.bool),
         targets1=render_view_targets(s.scene, s.camera1, s.tau1, s.camera2, s.tau2),
         targets2=render_view_targets(s.scene, s.camera2, s.tau2, s.camera1, s.tau1),
     )

@@ -44,7 +44,7 @@ from fourd_ns.feedforward.pair_dataset import (
     forward_backward_consistent,
     inside_image,
 )
-from fourd_ns.feedforward.pair_sample import PairSample, ViewSample
+from fourd_ns.feedforward.pair_types import PairSample, ViewTargets
 from fourd_ns.flow.backend import FlowBackend
 from fourd_ns.flow.config import FlowEmbeddingConfig, select_flow_backend
 
@@ -98,14 +98,14 @@ def placeholder_intrinsics(height: int, width: int) -> Float[Tensor, "3 3"]:
     return torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
 
 
-def flow_targets(forward: Float[Tensor, "H W 2"], backward: Float[Tensor, "H W 2"]) -> ViewSample:
+def flow_targets(forward: Float[Tensor, "H W 2"], backward: Float[Tensor, "H W 2"]) -> ViewTargets:
     """Targets of the first image of a pair from its forward flow and the pair's backward flow: p + f where it is
     inside the other image and forward–backward consistent; no geometry."""
     height, width = forward.shape[:2]
     target = pixel_grid(height, width, dtype=forward.dtype) + forward
     flow_valid = inside_image(target, height, width) & forward_backward_consistent(forward, backward)
     nothing = torch.zeros(height, width, dtype=torch.bool)
-    return ViewSample(
+    return ViewTargets(
         points=torch.zeros(height, width, 3),
         points_other=torch.zeros(height, width, 3),
         valid=nothing,
@@ -159,7 +159,7 @@ class VideoPairDataset(Dataset):
             intrinsics1=intrinsics,
             intrinsics2=intrinsics.clone(),
             pose_1to2=torch.eye(4),
-            dynamic=True,
+            dynamic=torch.tensor(True),
             targets1=flow_targets(forward, backward),
             targets2=flow_targets(backward, forward),
         )

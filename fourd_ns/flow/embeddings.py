@@ -21,12 +21,10 @@ from typing import Union
 import numpy as np
 import torch
 from jaxtyping import Float
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
-from nerfstudio.utils.rich_utils import CONSOLE
-
 from fourd_ns.flow.backend import FlowBackend, embedding_size
+from fourd_ns.progress import progress_bar
 
 Frames = Union[Tensor, np.ndarray]
 """A time-ordered ``[T, H, W, 3]`` RGB video, float in [0, 1] or uint8."""
@@ -107,14 +105,7 @@ def compute_flow_embeddings(frames: Frames, times, backend: FlowBackend) -> Flow
     flow_forward = torch.zeros_like(flow_backward)
 
     pairs = [(t, t + 1) for t in range(num_frames - 1)] + [(t, t - 1) for t in range(1, num_frames)]
-    with Progress(
-        TextColumn(f"[bold blue]Optical flow ({backend.name})"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=CONSOLE,
-        transient=True,
-    ) as progress:
+    with progress_bar(f"Optical flow ({backend.name})") as progress:
         task = progress.add_task("pairs", total=len(pairs))
         for source, target in pairs:
             result = backend.compute_pair(video[source], video[target])

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Literal, Optional, Type
+from typing import List, Optional, Type
 
 import torch
 from torch.cuda.amp.grad_scaler import GradScaler
 
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
+from nerfstudio.models.base_model import Model
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.flow.backend import FlowBackend
@@ -35,7 +36,7 @@ from fourd_ns.flow.config import FlowEmbeddingConfig, select_flow_backend
 from fourd_ns.flow.embeddings import compute_flow_embeddings
 from fourd_ns.flow.guidance import FlowGuidance, TrainingVideo, select_training_video
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
-from fourd_ns.pipelines.initialized_pipeline import InitializedPipeline, InitializedPipelineConfig
+from fourd_ns.pipelines.initialized_pipeline import InitializedPipeline, InitializedPipelineConfig, SeedPoints
 
 
 @dataclass
@@ -52,22 +53,17 @@ class FlowGuidedPipeline(InitializedPipeline):
 
     config: FlowGuidedPipelineConfig
 
-    def __init__(
-        self,
-        config: FlowGuidedPipelineConfig,
-        device: str,
-        test_mode: Literal["test", "val", "inference"] = "val",
-        world_size: int = 1,
-        local_rank: int = 0,
-        grad_scaler: Optional[GradScaler] = None,
-    ) -> None:
-        if hasattr(config.model, "flow_channels"):
+    _backend: Optional[FlowBackend] = None
+    """The flow backend, created on the first ``load_flow_guidance``."""
+
+    def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
+        if hasattr(self.config.model, "flow_channels"):
             # The GMN's input width is the embedding width; one setting (pipeline.flow.embedding_channels) owns it.
-            config.model.flow_channels = config.flow.embedding_channels
-        super().__init__(config, device, test_mode, world_size, local_rank, grad_scaler)
-        self._backend: Optional[FlowBackend] = None
-        if getattr(self.model, "needs_flow_guidance", False):
-            self.model.set_flow_guidance_loader(self.load_flow_guidance)
+            self.config.model.flow_channels = self.config.flow.embedding_channels
+        model = super().setup_model(device, grad_scaler, seed_points)
+        if getattr(model, "needs_flow_guidance", False):
+            model.set_flow_guidance_loader(self.load_flow_guidance)
+        return model
 
     def training_video(self) -> TrainingVideo:
         dataset = self.datamanager.train_dataset

@@ -49,6 +49,10 @@ from fourd_ns.initializers import (
     load_or_compute_initialization,
 )
 
+SeedPoints = Optional[tuple[torch.Tensor, torch.Tensor]]
+"""(points3D_xyz [N, 3], points3D_rgb [N, 3]) for ``model.setup(seed_points=...)``, or None (the model seeds
+itself)."""
+
 
 @dataclass
 class InitializedPipelineConfig(VanillaPipelineConfig):
@@ -101,14 +105,7 @@ class InitializedPipeline(VanillaPipeline):
         if self.datamanager.train_dataset is None:
             raise ValueError(f"The datamanager of {config.datamanager.data} has no training dataset")
 
-        self._model = config.model.setup(
-            scene_box=self.datamanager.train_dataset.scene_box,
-            num_train_data=len(self.datamanager.train_dataset),
-            metadata=self.datamanager.train_dataset.metadata,
-            device=device,
-            grad_scaler=grad_scaler,
-            seed_points=seed_points,
-        )
+        self._model = self.setup_model(device, grad_scaler, seed_points)
         self.model.to(device)
 
         self.world_size = world_size
@@ -116,7 +113,20 @@ class InitializedPipeline(VanillaPipeline):
             self._model = typing.cast(Model, DDP(self._model, device_ids=[local_rank], find_unused_parameters=True))
             dist.barrier(device_ids=[local_rank])
 
-    def dataparser_points(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
+        """``config.model.setup`` for the training dataset and the seed points; subclasses that adjust the model's
+        config or hand the model more inputs extend this instead of the constructor."""
+        dataset = self.datamanager.train_dataset
+        return self.config.model.setup(
+            scene_box=dataset.scene_box,
+            num_train_data=len(dataset),
+            metadata=dataset.metadata,
+            device=device,
+            grad_scaler=grad_scaler,
+            seed_points=seed_points,
+        )
+
+    def dataparser_points(self) -> SeedPoints:
         """The dataparser's (points3D_xyz, points3D_rgb), as ``VanillaPipeline`` reads them, or None."""
         metadata = self.datamanager.train_dataparser_outputs.metadata
         if "points3D_xyz" not in metadata:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from fourd_ns.synthetic.camera import PinholeCamera, camera_rays, pixel_centres, project
-from fourd_ns.synthetic.scene import Hits, Scene, cast_rays, object_affine
+from fourd_ns.synthetic.scene import Hits, Scene, cast_rays, material_points_at
 from fourd_ns.synthetic.shading import shade
 
 
@@ -73,13 +73,7 @@ def _flow_to_next(
     scene: Scene, hits: Hits, uv: Tensor, next_camera: PinholeCamera, next_tau: float
 ) -> tuple[Tensor, Tensor]:
     """Optical flow [N, 2] and scene flow [N, 3] of the material points in `hits` to (next_camera, next_tau)."""
-    world_next = hits.world.clone()
-    for i, obj in enumerate(scene.objects):
-        mask = hits.object == i
-        if not obj.motion.dynamic or not mask.any():
-            continue
-        a, b = object_affine(obj, next_tau)
-        world_next[mask] = hits.canonical[mask] @ a.T + b
+    world_next = material_points_at(scene, hits, next_tau)
     uv_next, _ = project(next_camera, world_next)
     return uv_next - uv, world_next - hits.world
 

@@ -57,6 +57,19 @@ def object_affine(obj: SceneObject, tau: float) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(np.asarray(a), dtype=torch.float32), torch.as_tensor(np.asarray(b), dtype=torch.float32)
 
 
+def material_points_at(scene: Scene, hits: Hits, tau: float) -> Tensor:
+    """World positions [N, 3] at time tau of the material points in `hits`: each moving object's canonical points
+    mapped by its motion at tau; points on static objects (and rays that hit nothing) keep `hits.world`."""
+    world = hits.world.clone()
+    for i, obj in enumerate(scene.objects):
+        mask = hits.object == i
+        if not obj.motion.dynamic or not mask.any():
+            continue
+        a, b = object_affine(obj, tau)
+        world[mask] = hits.canonical[mask] @ a.T + b
+    return world
+
+
 def _inverse(a: np.ndarray) -> np.ndarray:
     """Inverse of a 3x3 matrix by cross products (np.linalg.inv costs milliseconds per call here)."""
     c0, c1, c2 = a[:, 0], a[:, 1], a[:, 2]
