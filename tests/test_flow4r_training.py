@@ -24,6 +24,7 @@ from fourd_ns.feedforward.synthetic_pairs import SyntheticPairSource
 from fourd_ns.feedforward.training import (
     TRAINER_STATE_NAME,
     Flow4RTrainConfig,
+    MemoryCachedPairs,
     MixedPairDataset,
     ResumableDistributedSampler,
     build_model,
@@ -277,3 +278,22 @@ def test_eval_command_scores_anchored_sequences(tmp_path: Path):
     assert 0.0 <= metrics["track_apd3d"] <= 1.0
     assert metrics["identity_rotation_error_deg"] > 0.0
     assert results["mean"] == metrics
+
+
+def test_memory_cached_pairs_compute_each_item_once():
+    calls = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, index):
+            calls.append(index)
+            return torch.full((2,), float(index))
+
+    cached = MemoryCachedPairs(Counting())
+    assert len(cached) == 3
+    first = [cached[i] for i in (0, 2, 0, 2, 1)]
+    assert calls == [0, 2, 1]
+    assert first[0] is first[2] and torch.equal(first[4], torch.full((2,), 1.0))
+

@@ -77,12 +77,13 @@ class CroCoBackboneConfig:
 
 BACKBONE_PRESETS: dict[str, CroCoBackboneConfig] = {
     "tiny": CroCoBackboneConfig(32, 2, 2, 32, 4, 2),
+    "mini": CroCoBackboneConfig(192, 6, 3, 128, 4, 2),
     "small": CroCoBackboneConfig(384, 12, 6, 256, 8, 8),
     "croco-vitb-smalldec": CroCoBackboneConfig(768, 12, 12, 512, 8, 16),
     "croco-vitb-basedec": CroCoBackboneConfig(768, 12, 12, 768, 12, 12),
     "croco-vitl-basedec": CroCoBackboneConfig(1024, 24, 16, 768, 12, 12),
 }
-"""Named sizes. ``tiny``: tests and smoke runs. ``small``: ViT-S encoder for training from scratch on modest
+"""Named sizes. ``tiny``: tests and smoke runs. ``mini``: CPU training runs (a few million parameters). ``small``: ViT-S encoder for training from scratch on modest
 hardware. ``croco-vit{b,l}-{small,base}dec``: the released CroCo v2 checkpoints (``CroCo_V2_ViTBase_SmallDecoder``,
 ``…ViTBase_BaseDecoder``, ``…ViTLarge_BaseDecoder``); ``croco-vitl-basedec`` is also the DUSt3R/MonST3R backbone
 and Flow4R's."""

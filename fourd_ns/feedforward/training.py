@@ -115,6 +115,9 @@ class Flow4RTrainConfig:
 
     synthetic_pairs: int = 20_000
     """Distinct synthetic pairs to draw from (rendered on demand, seeds 0 … N−1); 0 disables them."""
+    synthetic_cache_in_memory: bool = False
+    """Keep every rendered synthetic pair in memory so later epochs reuse it instead of rendering it again (for small
+    CPU runs, where rendering dominates; needs ``--num-workers 0``, since worker processes end with each epoch)."""
     synthetic: SyntheticPairSource = field(default_factory=SyntheticPairSource)
     """How synthetic pairs are rendered (scene presets, dynamic share, camera ranges; ``image_size`` is replaced by
     ``--image-size``)."""
@@ -212,6 +215,9 @@ class Flow4RTrainConfig:
                              "add --model.factored-flow True or set --video-ratio 0")
         if self.synthetic_pairs > VALIDATION_FIRST_SEED:
             raise ValueError(f"--synthetic-pairs must be ≤ {VALIDATION_FIRST_SEED} (higher seeds are validation pairs)")
+        if self.synthetic_cache_in_memory and self.num_workers > 0:
+            raise ValueError("--synthetic-cache-in-memory needs --num-workers 0 (worker processes, and their copies "
+                             "of the cache, end with each epoch)")
         if self.val_every > 0 and self.val_pairs < 1:
             raise ValueError(f"--val-pairs must be ≥ 1 when validating (--val-every {self.val_every})")
 
@@ -232,6 +238,23 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float, m
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data
+
+
+class MemoryCachedPairs(Dataset):
+    """A pair dataset whose items are computed once and then served from memory (see
+    ``Flow4RTrainConfig.synthetic_cache_in_memory``)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.items: dict[int, PairBatch] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> PairBatch:
+        if index not in self.items:
+            self.items[index] = self.dataset[index]
+        return self.items[index]
 
 
 class MixedPairDataset(Dataset):
@@ -323,7 +346,8 @@ def build_training_data(config: Flow4RTrainConfig) -> MixedPairDataset:
     """The epoch mixture of the configured pair sources (see the module docstring)."""
     sources, ratios = [], []
     if config.synthetic_pairs > 0 and config.synthetic_ratio > 0:
-        sources.append(SyntheticPairDataset(synthetic_source(config), config.synthetic_pairs, first_seed=0))
+        synthetic = SyntheticPairDataset(synthetic_source(config), config.synthetic_pairs, first_seed=0)
+        sources.append(MemoryCachedPairs(synthetic) if config.synthetic_cache_in_memory else synthetic)
         ratios.append(config.synthetic_ratio)
     if config.sequences and config.sequence_ratio > 0:
         sources.append(SequencePairDataset(config.sequences, image_size=config.image_size,
