@@ -9,6 +9,7 @@ import os
 import socket
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
@@ -19,7 +20,7 @@ from fourd_ns.feedforward.flow4r import Flow4R, Flow4RConfig
 from fourd_ns.feedforward.flow4r_geometry import transform_points
 from fourd_ns.feedforward.flow4r_losses import Flow4RLossConfig
 from fourd_ns.feedforward.pair_dataset import collate_pairs
-from fourd_ns.feedforward.pretrained import from_pretrained
+from fourd_ns.feedforward.pretrained import from_pretrained, save_pretrained
 from fourd_ns.feedforward.synthetic_pairs import SyntheticPairSource
 from fourd_ns.feedforward.training import (
     TRAINER_STATE_NAME,
@@ -296,4 +297,35 @@ def test_memory_cached_pairs_compute_each_item_once():
     first = [cached[i] for i in (0, 2, 0, 2, 1)]
     assert calls == [0, 2, 1]
     assert first[0] is first[2] and torch.equal(first[4], torch.full((2,), 1.0))
+
+
+def test_flow3r_head_learns_from_an_unlabeled_video_and_reloads(tmp_path: Path):
+    """Flow3r-style training: frames only, flow pseudo-labels (DIS) supervise the factored-flow head."""
+    rng = np.random.default_rng(0)
+    texture = np.kron(rng.integers(0, 255, (24, 24, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # 96×96 blocks
+    video = tmp_path / "video"
+    video.mkdir()
+    for t in range(4):
+        imageio.imwrite(video / f"{t:03d}.png", np.roll(texture, 2 * t, axis=1)[16:80, 16:80])
+    torch.manual_seed(0)
+    initial = Flow4R(Flow4RConfig.tiny(factored_flow=True))
+    save_pretrained(initial, tmp_path / "init")
+    config = tiny_config(
+        tmp_path / "run", model=Flow4RConfig.tiny(factored_flow=True), init=str(tmp_path / "init"),
+        synthetic_pairs=0, videos=(video,), video_ratio=1.0, video_max_frame_gap=1, epochs=1, pairs_per_epoch=4,
+    )
+    result = train(config)
+    assert result.step == 2
+    before, after = parameters(initial), parameters(result.model)
+    assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("flow_head.")), (
+        "the factored-flow head received no gradient from the video pairs"
+    )
+    reloaded = from_pretrained(result.checkpoint).eval()
+    result.model.eval()
+    image = torch.rand(1, 3, *SIZE) * 2 - 1
+    with torch.no_grad():
+        expected = result.model(image, image.flip(-1))
+        actual = reloaded(image, image.flip(-1))
+    assert actual.correspondence1.shape == (1, *SIZE, 2) and torch.isfinite(actual.correspondence1).all()
+    assert torch.equal(expected.correspondence1, actual.correspondence1)
 
