@@ -33,6 +33,14 @@ VARIANTS = {
     "flag4d w/o mutual learning": ("flag4d", ["--pipeline.model.mutual-learning", "False"]),
     # control: flag4d's networks start at zero offsets, Deformable-3DGS's MLP does not
     "deform4d, zero-init heads": ("deform4d", ["--pipeline.model.zero-init-heads", "True"]),
+    # control: flag4d's networks at deform4d's deformation-MLP learning rate (8e-4 -> 1.6e-6) instead of the paper's 1e-4
+    "flag4d, network LR 8e-4": (
+        "flag4d",
+        [
+            *("--optimizers.idn.optimizer.lr", "8e-4", "--optimizers.idn.scheduler.lr-final", "1.6e-6"),
+            *("--optimizers.gmn.optimizer.lr", "8e-4", "--optimizers.gmn.scheduler.lr-final", "1.6e-6"),
+        ],
+    ),
 }
 
 
