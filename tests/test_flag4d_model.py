@@ -303,3 +303,19 @@ def test_depth_prior_dataset_reads_resizes_and_masks(tmp_path: Path) -> None:
     np.save(tmp_path / "bad.npy", np.zeros((2, 2, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="bad.npy"):
         read_depth_file(tmp_path / "bad.npy")
+
+
+def test_depth_files_load_correctly_from_many_threads(tmp_path):
+    """nerfstudio's image cache calls the dataset from a thread pool; every depth map must still load intact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fourd_ns.datasets.depth_prior_dataset import read_depth_file
+
+    paths = []
+    for i in range(16):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], np.full((4, 5), float(i), np.float32))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        loaded = list(pool.map(read_depth_file, paths * 20))
+    assert all(depth.shape == (4, 5) and depth[0, 0] == float(i % 16) for i, depth in enumerate(loaded))
+

@@ -12,6 +12,7 @@ are stored as 0; the loss masks them out.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Dict
 
@@ -22,11 +23,18 @@ import torch.nn.functional as F
 from nerfstudio.data.datasets.base_dataset import InputDataset
 
 
+_NPY_HEADER_LOCK = threading.Lock()
+"""nerfstudio caches images (and so calls `get_metadata`) from a thread pool; ``np.load`` parses the ``.npy`` header
+with ``ast``, and CPython 3.11 (3.11.7 here) can fail concurrent ``ast`` parses with "SystemError: AST constructor
+recursion depth mismatch" (seen in a benchmark run). Loading one file at a time costs nothing measurable."""
+
+
 def read_depth_file(path: Path, unit_scale: float = 1.0) -> np.ndarray:
     """A ``[H, W]`` float32 depth map from ``.npy`` (values as stored) or an image (values × ``unit_scale``)."""
     path = Path(path)
     if path.suffix == ".npy":
-        depth = np.load(path)
+        with _NPY_HEADER_LOCK:
+            depth = np.load(path)
     else:
         from PIL import Image
 
