@@ -371,7 +371,9 @@ def test_feedforward_seeds_are_aligned_to_the_dataset_world() -> None:
     cameras, reconstruction, resize, world_tracks, velocity = synthetic_reconstruction()
     inputs = make_inputs(frames=4)
     inputs.cameras = cameras
-    initializer = Flow4RInitializerConfig(weights="unused", num_points=20, confidence_quantile=0.25).setup()
+    initializer = Flow4RInitializerConfig(
+        weights="unused", num_points=20, confidence_quantile=0.25, world_alignment="trajectory"
+    ).setup()
     result = initializer.seed_from(reconstruction, reconstruction.tracks, resize, inputs)
 
     assert result.num_points == 20 and result.point_times.shape == (20,)
@@ -384,6 +386,34 @@ def test_feedforward_seeds_are_aligned_to_the_dataset_world() -> None:
         distance, index = (world_tracks[frame] - point).norm(dim=-1).min(dim=0)
         assert float(distance) < 1e-4
         torch.testing.assert_close(v, velocity[index], atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("alignment", ["auto", "anchor-depth"])
+def test_anchor_depth_alignment_recovers_the_dataset_world(alignment: str) -> None:
+    cameras, reconstruction, resize, world_tracks, _ = synthetic_reconstruction()
+    inputs = make_inputs(frames=4)
+    inputs.cameras = cameras
+    inputs.dataset_points = world_tracks[0].float()  # the anchor's surface points, as an SfM cloud would give them
+    initializer = Flow4RInitializerConfig(weights="unused", num_points=50, world_alignment=alignment).setup()
+    result = initializer.seed_from(reconstruction, reconstruction.tracks, resize, inputs)
+    # the scale comes from depths only, yet the whole trajectory and every seed land where they belong
+    torch.testing.assert_close(result.camera_to_worlds, cameras.camera_to_worlds, atol=2e-2, rtol=0)
+    frame_of = torch.round(result.point_times * 3).long()
+    for point, frame in zip(result.points.double(), frame_of):
+        assert float((world_tracks[frame] - point).norm(dim=-1).min()) < 2e-2
+
+
+def test_anchor_depth_alignment_needs_points_in_view() -> None:
+    cameras, reconstruction, resize, _, _ = synthetic_reconstruction()
+    inputs = make_inputs(frames=4)
+    inputs.cameras = cameras
+    inputs.dataset_points = torch.full((5, 3), 1e3)  # far outside every view
+    initializer = Flow4RInitializerConfig(weights="unused", world_alignment="anchor-depth").setup()
+    with pytest.raises(ValueError, match="in view of the anchor camera"):
+        initializer.seed_from(reconstruction, reconstruction.tracks, resize, inputs)
+    fallback = Flow4RInitializerConfig(weights="unused", num_points=20, world_alignment="auto").setup()
+    result = fallback.seed_from(reconstruction, reconstruction.tracks, resize, inputs)  # falls back to trajectory
+    torch.testing.assert_close(result.camera_to_worlds, cameras.camera_to_worlds, atol=1e-4, rtol=0)
 
 
 def test_feedforward_without_cameras_keeps_the_anchor_frame() -> None:

@@ -5,11 +5,16 @@ video with anchored pairs (:func:`fourd_ns.feedforward.sequence_inference.recons
 frames for the network (long side ``long_side``, sides cropped to multiples of the patch size). Then:
 
 1. **World frame.** The reconstruction lives in the anchor camera (OpenCV axes, the network's scale). When the
-   dataset has cameras, the predicted camera trajectory is aligned to them by a Sim(3) on camera centres
-   (:func:`fourd_ns.geometry.similarity.align_camera_poses`, which falls back to the first camera for straight or
-   static trajectories) and the same similarity carries points, tracks and cameras into the dataparser's world; the
-   log reports the camera-centre RMSE after alignment, the one measure of how far the network's cameras are from the
-   dataset's. OpenGL ↔ OpenCV conversion happens once, in :func:`switch_c2w_camera_axes`.
+   dataset has cameras, one similarity carries points, tracks and cameras into the dataparser's world
+   (``world_alignment``). By default (``auto``) it puts the anchor camera at its dataset pose and takes the scale
+   from depth: the median depth of the dataset points in the anchor's view over that of the network's confident
+   anchor point map (:func:`anchor_depth_sim3`). Without dataset points it falls back to a Sim(3) fit of the
+   predicted camera centres to the dataset's (:func:`fourd_ns.geometry.similarity.align_camera_poses`, which uses
+   the first camera for straight or static trajectories). The trajectory fit was the first design; it failed in
+   practice: monocular captures barely move the camera, so its scale is set by the noise of the predicted
+   translations — with a small CPU-trained model on the synthetic `press` scene it shrank the whole point cloud to a
+   1 cm blob at the cameras and training never recovered (PSNR 6.0). The log reports the camera-centre RMSE against
+   the dataset cameras either way. OpenGL ↔ OpenCV conversion happens once, in :func:`switch_c2w_camera_axes`.
 2. **Points.** Every frame contributes its own points at its own time (so regions the anchor never sees are seeded
    too). Pixels with non-finite predictions are dropped, then those below the ``confidence_quantile`` of the
    confidence over all frames; a seeded random subset of ``num_points`` remains. Colours are the resized frames'
@@ -42,7 +47,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Type
+from typing import Literal, Optional, Type
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +68,7 @@ from fourd_ns.feedforward.sequence_inference import (
     resize_for_network,
 )
 from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
-from fourd_ns.geometry.similarity import align_camera_poses, apply_sim3, sim3_scale
+from fourd_ns.geometry.similarity import align_camera_poses, apply_sim3, apply_sim3_to_c2w, sim3_matrix, sim3_scale
 from fourd_ns.initializers.base import Initializer, InitializerConfig, InitializerInputs, InitializerResult
 
 
@@ -86,6 +91,13 @@ class FeedForwardInitializerConfig(InitializerConfig):
     """Pairs per forward pass."""
     seed: int = 0
     """Seed of the random subset of confident pixels."""
+    world_alignment: Literal["auto", "anchor-depth", "trajectory"] = "auto"
+    """How the reconstruction (anchor camera, network scale) is placed in the dataset's world when the dataset has
+    cameras. ``anchor-depth``: at the anchor frame's dataset pose, scaled so that the median depth of the network's
+    anchor point map equals that of the dataset points the anchor camera sees (robust when the camera barely moves,
+    as in most monocular captures, and when the predicted translations are poor). ``trajectory``: a Sim(3) fit of
+    the predicted camera centres to the dataset's. ``auto``: anchor-depth when the dataset has points in the anchor's
+    view, else trajectory."""
 
 
 @dataclass
@@ -189,6 +201,35 @@ def camera_to_world_opencv(cameras: Cameras) -> Float[Tensor, "T 4 4"]:
     return switch_c2w_camera_axes(torch.cat((c2w, bottom), dim=1))
 
 
+def anchor_depth_sim3(
+    reconstruction: SequenceReconstruction,
+    inputs: InitializerInputs,
+    anchor_camera_to_world: Float[Tensor, "4 4"],
+    anchor: int,
+) -> Optional[Float[Tensor, "4 4"]]:
+    """The similarity ``[[s·R, c], [0, 1]]`` that puts the anchor camera at its dataset pose (R, c; OpenCV axes) with
+    the scale s = median depth of the dataset points inside the anchor's view / median depth of the network's anchor
+    point map (its confident half); None when the dataset has no point in view or the network no point in front."""
+    if inputs.dataset_points is None or inputs.cameras is None:
+        return None
+    rotation, centre = anchor_camera_to_world[:3, :3], anchor_camera_to_world[:3, 3]
+    local = (inputs.dataset_points.double() - centre) @ rotation  # Rᵀ (p − c) for row vectors
+    depth = local[:, 2]
+    camera = inputs.cameras[anchor]
+    front = depth > 1e-9
+    u = float(camera.cx) + float(camera.fx) * local[:, 0] / depth.clamp_min(1e-9)
+    v = float(camera.cy) + float(camera.fy) * local[:, 1] / depth.clamp_min(1e-9)
+    seen = front & (u >= 0) & (u < int(camera.width)) & (v >= 0) & (v < int(camera.height))
+    predicted = reconstruction.points[anchor, ..., 2].double()
+    confidence = reconstruction.confidence[anchor].double()
+    usable = torch.isfinite(predicted) & torch.isfinite(confidence) & (predicted > 1e-9)
+    if not seen.any() or not usable.any():
+        return None
+    usable &= confidence >= confidence[usable].median()
+    scale = depth[seen].median() / predicted[usable].median()
+    return sim3_matrix(scale, rotation, centre)
+
+
 class _CorrespondenceRecorder:
     """Wraps a model for ``reconstruct_sequence`` and keeps each batch's anchor → frame correspondences.
 
@@ -270,11 +311,23 @@ class Flow4RInitializer(Initializer):
         sim3 = torch.eye(4, dtype=torch.float64)
         if inputs.cameras is not None:
             reference = camera_to_world_opencv(inputs.cameras)
-            sim3, camera_to_world = align_camera_poses(camera_to_world, reference)
+            anchored = None
+            if config.world_alignment != "trajectory":
+                anchored = anchor_depth_sim3(reconstruction, inputs, reference[config.anchor], config.anchor)
+                if anchored is None and config.world_alignment == "anchor-depth":
+                    raise ValueError(f"pipeline.initializer.world-alignment anchor-depth: none of the dataset points of "
+                                     f"{inputs.source} is in view of the anchor camera {config.anchor}; use "
+                                     "trajectory")
+            if anchored is not None:
+                sim3, how = anchored, "at the anchor camera, scaled by the dataset points' median depth"
+                camera_to_world = apply_sim3_to_c2w(sim3, camera_to_world)
+            else:
+                sim3, camera_to_world = align_camera_poses(camera_to_world, reference)
+                how = "by a Sim(3) fit of the camera centres"
             rmse = float((camera_to_world[:, :3, 3] - reference[:, :3, 3]).square().sum(-1).mean().sqrt())
-            CONSOLE.log(f"Initializer '{self.name}': predicted cameras aligned to the dataset's by Sim(3) (scale "
-                        f"{float(sim3_scale(sim3)):.4g}); camera-centre RMSE after alignment {rmse:.4g} (dataset "
-                        "units)")
+            CONSOLE.log(f"Initializer '{self.name}': reconstruction placed in the dataset's world {how} (scale "
+                        f"{float(sim3_scale(sim3)):.4g}); camera-centre RMSE against the dataset cameras {rmse:.4g} "
+                        "(dataset units)")
 
         frames, height, width = reconstruction.confidence.shape
         points = apply_sim3(sim3, reconstruction.points.double()).float()
