@@ -91,7 +91,8 @@ def main() -> None:
         "Scenes: `fourd-synth` presets trained at `rgb/2x` (160×90), left camera = train, right camera = test "
         "(48 views), README quickstart schedule, seed 42. Seed points: `dataset-points` = the dataset's 4000 "
         "SfM-like points (noise and outliers); `random` = uniform in the training cameras' frusta; `flow4r` = the "
-        "most confident pixels of the anchored-sequence reconstruction, aligned to the dataset cameras by Sim(3). "
+        "most confident pixels of the anchored-sequence reconstruction, placed at the anchor's dataset pose with the "
+        "scale that matches the dataset points' median depth (`world_alignment auto`). "
         "The exact `ns-train` command of each row is in the JSON file.",
         "",
         *results_table(rows, ["scene", "method", "initializer"]),
