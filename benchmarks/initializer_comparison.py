@@ -81,11 +81,13 @@ def main() -> None:
                 print(f"{scene_name} / {method} / {name}: PSNR {rows[-1]['psnr']:.2f}", flush=True)
 
     lines = [
-        f"## Gaussian initializers: dataset points vs random vs Flow4R ({options.device.upper()}, "
+        f"## Gaussian initializers: {', '.join(options.initializers)} ({', '.join(options.methods)}, "
+        f"{options.device.upper()}, "
         f"{options.iterations} iterations)",
         "",
         f"Command: `python -m benchmarks.initializer_comparison --scenes {' '.join(options.scenes)} "
-        f"--methods {' '.join(options.methods)} --iterations {options.iterations} --num-points {options.num_points} "
+        f"--methods {' '.join(options.methods)} --initializers {' '.join(options.initializers)} "
+        f"--iterations {options.iterations} --num-points {options.num_points} "
         f"--long-side {options.long_side} --weights {options.weights} --device {options.device}`  ",
         f"Machine: {machine_description()}  ",
         "Scenes: `fourd-synth` presets trained at `rgb/2x` (160×90), left camera = train, right camera = test "
