@@ -6,9 +6,15 @@ crash every ``ns-*`` command. Only dataparser modules and ``nerfstudio.plugins.r
 """
 
 from fourd_ns.dataparsers.nerfies_dataparser import NerfiesDataParserConfig
+from fourd_ns.dataparsers.pandaset_dataparser import PandaSetDataParserConfig
 from nerfstudio.plugins.registry_dataparser import DataParserSpecification
 
 nerfies_data = DataParserSpecification(
     config=NerfiesDataParserConfig(),
     description="Nerfies / HyperNeRF / NeRF-DS captures with times in [0, 1], lens distortion and seed points",
+)
+
+pandaset_data = DataParserSpecification(
+    config=PandaSetDataParserConfig(),
+    description="PandaSet driving logs (and synthetic ones in that layout): cameras, LiDAR, actor tracks, seed points",
 )
