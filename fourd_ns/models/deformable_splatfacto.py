@@ -11,6 +11,11 @@ and so that its checkpoint resizing, gsplat ``DefaultStrategy`` wiring, losses a
   (gsplat on CUDA, our tile rasterizer on CPU).
 * ``step_cb`` re-binds optimizers to the live parameters after a checkpoint load, which fixes resuming
   (nerfstudio builds optimizers before loading the checkpoint that replaces every Gaussian parameter).
+* With driving LiDAR in the batch (``lidar_depth``, see `fourd_ns.datasets.depth_prior_dataset`) evaluation reports
+  ``lidar_depth_rmse_m`` / ``lidar_depth_mae_m`` (metres) and ``lidar_depth_absrel`` of the rendered depth (NaN for
+  an image without returns), and ``lidar_depth_loss_weight`` adds an L1 LiDAR depth term. The rendered ``depth``
+  is gsplat's "ED" expected depth: the alpha-normalised blend of the Gaussians' camera-space z (not distance along
+  the ray), in scene units, the same quantity as `fourd_ns.sensors.lidar_projection`'s depth maps.
 * ``means``/``quats``/``scales`` read by ``ns-export gaussian-splat`` are the canonical set unless an export time is
   chosen (``export_time`` in the config or the ``FOURD_EXPORT_TIME`` environment variable); the log says which.
 
@@ -49,7 +54,9 @@ from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.gaussians.rasterize import rasterize
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
+from fourd_ns.metrics.depth import depth_errors
 from fourd_ns.metrics.lpips import LazyLPIPS
+from fourd_ns.sensors.lidar_projection import downscale_sparse_depth
 
 EXPORT_TIME_ENV = "FOURD_EXPORT_TIME"
 
@@ -89,6 +96,9 @@ class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     """Train at 1/2^d resolution at first, doubling every `resolution_schedule` steps (0: full resolution)."""
     background_color: Literal["random", "black", "white"] = "black"
     """Background composited behind the Gaussians."""
+    lidar_depth_loss_weight: float = 0.0
+    """Weight of an L1 loss between the rendered z-depth and the LiDAR depth, in scene units, on the pixels with a
+    LiDAR return (driving datasets with LiDAR only); 0 turns it off."""
 
 
 class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
@@ -296,7 +306,7 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
     # ---------------------------------------------------------------- rendering
     def renders_depth_in_training(self) -> bool:
         """Whether training renders depth too (subclasses with a depth loss return True)."""
-        return self.config.output_depth_during_training
+        return self.config.output_depth_during_training or self.config.lidar_depth_loss_weight > 0
 
     @staticmethod
     def camera_time(camera: Cameras) -> float:
@@ -386,7 +396,45 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
             from nerfstudio.utils import colormaps
 
             images["depth"] = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+            if "lidar_depth" in batch:
+                lidar = self.lidar_depth_target(outputs["depth"], batch)
+                errors = depth_errors(outputs["depth"][..., 0], lidar)
+                metres = float(batch["metres_per_unit"]) if "metres_per_unit" in batch else 1.0
+                metrics["lidar_depth_rmse_m"] = float(errors["rmse"]) * metres
+                metrics["lidar_depth_mae_m"] = float(errors["mae"]) * metres
+                metrics["lidar_depth_absrel"] = float(errors["absrel"])
+                # LiDAR returns (white where none) next to the rendered depth, on one colour scale
+                returns = (lidar > 0)[..., None]
+                near, far = (float(lidar[lidar > 0].min()), float(lidar.max())) if returns.any() else (None, None)
+                images["lidar_depth"] = torch.cat(
+                    [
+                        colormaps.apply_depth_colormap(lidar[..., None], returns.float(), near, far),
+                        colormaps.apply_depth_colormap(outputs["depth"], outputs["accumulation"], near, far),
+                    ],
+                    dim=1,
+                )
         return metrics, images
+
+    def lidar_depth_target(self, depth: Float[Tensor, "H W 1"], batch: Dict[str, Tensor]) -> Float[Tensor, "H W"]:
+        """The batch's LiDAR depth (0 = no return) on the device and at the resolution of the rendered ``depth``."""
+        lidar = batch["lidar_depth"][..., 0].to(depth)
+        factor = lidar.shape[0] // depth.shape[0]
+        if factor > 1:
+            lidar = downscale_sparse_depth(lidar, factor)  # coarse-to-fine training renders at 1/2^d
+        if lidar.shape != depth.shape[:2]:
+            raise ValueError(f"LiDAR depth {tuple(lidar.shape)} does not match rendered depth {tuple(depth.shape)}")
+        return lidar
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        losses = super().get_loss_dict(outputs, batch, metrics_dict)
+        depth = outputs.get("depth")
+        if self.config.lidar_depth_loss_weight > 0 and "lidar_depth" in batch and depth is not None:
+            lidar = self.lidar_depth_target(depth, batch)
+            returns = lidar > 0
+            error = (depth[..., 0][returns] - lidar[returns]).abs()
+            l1 = error.mean() if error.numel() else depth.sum() * 0.0
+            losses["lidar_depth_loss"] = self.config.lidar_depth_loss_weight * l1
+        return losses
 
     # ---------------------------------------------------------------- export
     def export_time(self) -> Optional[float]:
