@@ -27,7 +27,7 @@ POINT_OUTLIERS = 0.03
 
 
 @contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
+def torch_threads(num_threads: int | None) -> Iterator[None]:
     """Temporarily set torch's intra-op thread count (process-global, restored on exit); None leaves it."""
     previous = torch.get_num_threads()
     if num_threads is not None:
@@ -85,7 +85,7 @@ def generate_scene(
         raise ValueError(f"supersample must be >= 1: got {supersample}")
     out_dir = Path(out_dir)
     _prepare_output(out_dir, overwrite)
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         _render_and_write(preset, out_dir, seed, num_frames, width, height, supersample, on_frame)
     return out_dir
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +24,7 @@ from fourd_ns.synthetic.driving.actors import Actor, pandaset_yaw
 from fourd_ns.synthetic.driving.camera_views import render_view, view_truth
 from fourd_ns.synthetic.driving.ego_rig import LIDAR_POSITION, PANDASET_FRONT_CAMERAS, lidar_pose, mounted_camera
 from fourd_ns.synthetic.driving.lidar_scan import SpinningLidar, scan_sweep
+from fourd_ns.synthetic.generate import torch_threads
 from fourd_ns.synthetic.driving.street import (
     BACKGROUND_INSTANCE,
     SKY_INSTANCE,
@@ -94,19 +94,6 @@ DRIVING_PRESETS = {
 }
 """'default': 24 frames, three 480x270 cameras, 0.4° LiDAR cast in 36 sectors; 'small' (tests, a few seconds): 4
 frames at 96x54, a 2° LiDAR in 12 sectors, a shorter street with fewer buildings, lamps and vehicles."""
-
-
-@contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None leaves it): the renderer issues many small tensor ops,
-    for which extra threads on a shared CPU cost more than they give."""
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
@@ -212,7 +199,7 @@ def generate_driving_scene(
     config.validate()
     out = Path(out)
     _prepare_output(out, overwrite)
-    with _torch_threads(num_threads):
+    with torch_threads(num_threads):
         _render_and_write(out, seed, config, on_frame)
     return out
 
