@@ -80,6 +80,7 @@ def train_and_evaluate(args: List[str]) -> dict:
         "iterations": iterations,
         "iterations_per_second": iterations / train_seconds,
         "gaussians": num_gaussians,
+        "metrics": {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))},
     }
 
 
