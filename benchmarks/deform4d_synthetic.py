@@ -22,7 +22,14 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, ensure_scene, results_table, train_and_evaluate, train_args  # noqa: E402
+from benchmarks.train_eval import (  # noqa: E402
+    ROOT,
+    commands_and_notes,
+    ensure_scene,
+    results_table,
+    train_and_evaluate,
+    train_args,
+)
 
 
 def run_scene(scene_name: str, iterations: int, device: str, output_dir: Path) -> dict:
@@ -54,8 +61,8 @@ def main() -> None:
         "Training time excludes set-up and image caching. LPIPS: reported only when its weights are present.",
         "",
         *results_table(rows, ["scene"]),
+        *commands_and_notes(rows),
     ]
-    lines += ["", "Exact training commands:", ""] + [f"- `{row['command']}`" for row in rows]
     print(write_section(options.section, "\n".join(lines)))
 
 

@@ -23,7 +23,14 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, ensure_scene, results_table, train_and_evaluate, train_args  # noqa: E402
+from benchmarks.train_eval import (  # noqa: E402
+    ROOT,
+    commands_and_notes,
+    ensure_scene,
+    results_table,
+    train_and_evaluate,
+    train_args,
+)
 
 VARIANTS = {
     "deform4d": ("deform4d", []),
@@ -94,13 +101,8 @@ def main() -> None:
         "embeddings. LPIPS: only when its weights are present.",
         "",
         *results_table(rows, ["scene", "variant"]),
-        "",
-        "Exact training commands:",
-        "",
-        *[f"- `{row['command']}`" for row in rows],
+        *commands_and_notes(rows, options.notes),
     ]
-    if options.notes:
-        lines += ["", options.notes]
     print(write_section(options.section, "\n".join(lines)))
 
 

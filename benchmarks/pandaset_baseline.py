@@ -26,7 +26,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, schedule_args, train_and_evaluate  # noqa: E402
+from benchmarks.train_eval import ROOT, commands_and_notes, schedule_args, train_and_evaluate  # noqa: E402
 
 DEFAULT_LOG = ROOT.parent / "shared" / "data" / "pandaset" / "002"
 VARIANTS = {
@@ -121,13 +121,8 @@ def main() -> None:
         "(nearest return per pixel), on pixels with a return. LPIPS: reported only when its weights are present.",
         "",
         *table(rows),
-        "",
-        "Exact training commands:",
-        "",
-        *[f"- `{row['command']}`" for row in rows],
+        *commands_and_notes(rows, options.notes),
     ]
-    if options.notes:
-        lines += ["", options.notes]
     print(write_section(options.section, "\n".join(lines)))
 
 

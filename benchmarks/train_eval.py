@@ -96,3 +96,9 @@ def results_table(rows: List[dict], label_columns: List[str]) -> List[str]:
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def commands_and_notes(rows: List[dict], notes: str = "") -> List[str]:
+    """Markdown tail of a benchmark section: every row's exact training command, then the observations (if any)."""
+    lines = ["", "Exact training commands:", "", *[f"- `{row['command']}`" for row in rows]]
+    return lines + ["", notes] if notes else lines
