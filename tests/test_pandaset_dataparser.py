@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -464,6 +465,22 @@ def test_broken_logs_raise_errors_naming_the_file(pristine, tmp_path, name):
     message = str(error.value)
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_an_error_while_reading_frames_leaves_no_live_progress_bar(pristine, tmp_path):
+    """A bad frame must not leave a live rich display (and its refresh thread) behind: rich's ``track`` generator,
+    abandoned by the exception, was closed later by the garbage collector and once deadlocked the next parse."""
+    from nerfstudio.utils.rich_utils import CONSOLE
+
+    broken = pf.copy_of(pristine, tmp_path / "log")
+    BREAKAGES["lidar columns"][0](broken.root)
+    live_before = list(CONSOLE._live_stack)
+    threads_before = {thread.ident for thread in threading.enumerate()}
+    with pytest.raises(PandaSetDataError):
+        parse(broken.root)
+    assert CONSOLE._live_stack == live_before
+    assert {thread.ident for thread in threading.enumerate()} <= threads_before
+    assert parse(pristine.root).cameras.shape[0] > 0  # the next parse runs (it hung before)
 
 
 def test_bad_settings_raise_clear_errors(log, tmp_path):

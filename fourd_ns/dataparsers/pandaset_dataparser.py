@@ -46,7 +46,6 @@ from typing import Callable, Dict, List, Literal, Optional, Sequence, Tuple, Typ
 
 import numpy as np
 import torch
-from rich.progress import track
 
 from fourd_ns.dataparsers.pandaset_format import (
     LIDAR_SENSOR_IDS,
@@ -64,6 +63,7 @@ from fourd_ns.dataparsers.pandaset_format import (
 )
 from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
 from fourd_ns.geometry.opencv_projection import project_points_opencv
+from fourd_ns.progress import progress_bar
 from fourd_ns.sensors.actor_tracks import DEFORMABLE_LABELS, ActorTrack
 from fourd_ns.sensors.driving_metadata import METADATA_KEY, DrivingMetadata
 from fourd_ns.sensors.lidar_sweeps import LidarSweeps
@@ -288,8 +288,19 @@ def _world_from_log(log: PandaSetLog, frames: np.ndarray) -> np.ndarray:
 def _read_frames(function: Callable[[int], T], frames: Sequence[int], description: str) -> List[T]:
     """``[function(frame) for frame in frames]`` with a progress bar. One frame at a time: a thread pool gave no
     speed-up (unpickling holds the GIL; 16 PandaSet sweeps take ~1 s either way) and would only hold more sweeps
-    in memory at once."""
-    return [function(frame) for frame in track(frames, description=description, console=CONSOLE, transient=True)]
+    in memory at once.
+
+    The bar is a context manager rather than rich's ``track`` generator on purpose: when ``function`` raised inside
+    ``track``, the abandoned generator kept its live display and refresh thread until garbage collection closed it,
+    at an arbitrary later moment, where joining that thread could deadlock against the next progress bar (seen as a
+    hung test run after the bad-input tests)."""
+    results: List[T] = []
+    with progress_bar(description) as progress:
+        task = progress.add_task("", total=len(frames))
+        for frame in frames:
+            results.append(function(frame))
+            progress.advance(task)
+    return results
 
 
 def _filter_sweep(
