@@ -85,6 +85,9 @@ def main() -> None:
             results_path.write_text(json.dumps(rows, indent=2))
             print(f"{scene_name} / {variant}: PSNR {rows[-1]['psnr']:.2f}, SSIM {rows[-1]['ssim']:.4f}", flush=True)
 
+    # table order: scenes as given, variants as in VARIANTS, whatever order the runs happened in
+    scene_rank = {name: i for i, name in enumerate(options.scenes)}
+    rows.sort(key=lambda row: (scene_rank.get(row["scene"], len(scene_rank)), list(VARIANTS).index(row["variant"])))
     lines = [
         f"## flag4d vs deform4d and the FLAG-4D ablations ({options.device.upper()}, {options.iterations} iterations)",
         "",
