@@ -26,7 +26,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 import torch  # noqa: E402
 
 from benchmarks.report import machine_description, write_section  # noqa: E402
-from benchmarks.train_eval import ROOT, commands_and_notes, schedule_args, train_and_evaluate  # noqa: E402
+from benchmarks.train_eval import ROOT, commands_and_notes, results_table, train_and_evaluate, train_args  # noqa: E402
 
 DEFAULT_LOG = ROOT.parent / "shared" / "data" / "pandaset" / "002"
 VARIANTS = {
@@ -43,35 +43,19 @@ VARIANTS = {
 }
 
 
+LIDAR_DEPTH_COLUMNS = [("LiDAR depth RMSE (m)", "lidar_depth_rmse_m", ".2f"), ("LiDAR AbsRel", "lidar_depth_absrel", ".3f")]
+
+
 def baseline_args(options: argparse.Namespace, variant: str) -> list[str]:
     name = f"{options.section}-{variant.replace(',', '').replace(' ', '-').replace('(', '').replace(')', '')}"
-    return [
-        "deform4d", "--data", str(options.data), "--machine.device-type", options.device, "--vis", "tensorboard",
-        "--viewer.quit-on-train-completion", "True", "--output-dir", str(options.output_dir),
-        "--experiment-name", "benchmark", "--timestamp", name,
-        "--max-num-iterations", str(options.iterations), "--steps-per-save", str(options.iterations),
-        "--steps-per-eval-all-images", "1000000",
-        *schedule_args("deform4d"), *VARIANTS[variant],
+    dataparser = [
         "pandaset-data", "--cameras", *options.cameras, "--downscale-factor", str(options.downscale),
         "--num-frames", str(options.num_frames), "--max-seed-points", str(options.max_seed_points),
     ]  # fmt: skip
-
-
-def table(rows: list[dict]) -> list[str]:
-    header = ["variant", "iterations", "PSNR", "SSIM", "LPIPS", "LiDAR depth RMSE (m)", "LiDAR AbsRel",
-              "Gaussians", "train time (s)", "it/s"]  # fmt: skip
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        metrics = row["metrics"]
-        lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
-        cells = [
-            row["variant"], str(row["iterations"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpips,
-            f"{metrics.get('lidar_depth_rmse_m', float('nan')):.2f}",
-            f"{metrics.get('lidar_depth_absrel', float('nan')):.3f}", str(row["gaussians"]),
-            f"{row['train_seconds']:.0f}", f"{row['iterations_per_second']:.2f}",
-        ]  # fmt: skip
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    return train_args(
+        "deform4d", options.data, options.output_dir, options.iterations, options.device, name, VARIANTS[variant],
+        dataparser,
+    )
 
 
 def main() -> None:
@@ -120,7 +104,7 @@ def main() -> None:
         "selection. LiDAR depth: rendered z-depth against the held-out frame's LiDAR sweep projected into the camera "
         "(nearest return per pixel), on pixels with a return. LPIPS: reported only when its weights are present.",
         "",
-        *table(rows),
+        *results_table(rows, ["variant"], LIDAR_DEPTH_COLUMNS),
         *commands_and_notes(rows, options.notes),
     ]
     print(write_section(options.section, "\n".join(lines)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
@@ -24,17 +24,24 @@ def schedule_args(method: str) -> List[str]:
 
 
 def train_args(
-    method: str, scene: Path, output_dir: Path, iterations: int, device: str, name: str, extra: Optional[List[str]] = None
+    method: str,
+    scene: Path,
+    output_dir: Path,
+    iterations: int,
+    device: str,
+    name: str,
+    extra: Optional[List[str]] = None,
+    dataparser: Sequence[str] = ("nerfies-data", "--downscale-factor", "2"),
 ) -> List[str]:
-    """ns-train arguments: the quickstart schedule plus ``extra`` model flags, data at ``rgb/2x``."""
+    """ns-train arguments: the quickstart schedule plus ``extra`` model flags, then the ``dataparser`` subcommand and
+    its flags (default: a synthetic Nerfies scene at ``rgb/2x``)."""
     return [
         method, "--data", str(scene), "--machine.device-type", device, "--vis", "tensorboard",
         "--viewer.quit-on-train-completion", "True", "--output-dir", str(output_dir),
         "--experiment-name", "benchmark", "--timestamp", name,
         "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
         "--steps-per-eval-all-images", "1000000",
-        *schedule_args(method), *(extra or []),
-        "nerfies-data", "--downscale-factor", "2",
+        *schedule_args(method), *(extra or []), *dataparser,
     ]  # fmt: skip
 
 
@@ -84,14 +91,19 @@ def train_and_evaluate(args: List[str]) -> dict:
     }
 
 
-def results_table(rows: List[dict], label_columns: List[str]) -> List[str]:
-    """Markdown table of ``train_and_evaluate`` rows; ``label_columns`` name the row keys shown first."""
-    header = [*label_columns, "iterations", "PSNR", "SSIM", "LPIPS", "Gaussians", "train time (s)", "it/s"]
+def results_table(
+    rows: List[dict], label_columns: List[str], metric_columns: Sequence[Tuple[str, str, str]] = ()
+) -> List[str]:
+    """Markdown table of ``train_and_evaluate`` rows; ``label_columns`` name the row keys shown first and
+    ``metric_columns`` ``(title, key of row["metrics"], format spec)`` extra metrics shown after LPIPS (nan if absent)."""
+    header = [*label_columns, "iterations", "PSNR", "SSIM", "LPIPS", *(title for title, _, _ in metric_columns),
+              "Gaussians", "train time (s)", "it/s"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
+        extra = [format(row["metrics"].get(key, float("nan")), spec) for _, key, spec in metric_columns]
         cells = [str(row[c]) for c in label_columns] + [
-            str(row["iterations"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpips, str(row["gaussians"]),
+            str(row["iterations"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpips, *extra, str(row["gaussians"]),
             f"{row['train_seconds']:.0f}", f"{row['iterations_per_second']:.2f}",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")

@@ -471,11 +471,11 @@ def test_an_error_while_reading_frames_leaves_no_live_progress_bar(pristine, tmp
     """A bad frame must not leave a live rich display (and its refresh thread) behind: rich's ``track`` generator,
     abandoned by the exception, was closed later by the garbage collector and once deadlocked the next parse."""
     from nerfstudio.utils.rich_utils import CONSOLE
+    from rich.live import _RefreshThread
+    from rich.progress import _TrackThread
 
     broken = pf.copy_of(pristine, tmp_path / "log")
     BREAKAGES["lidar columns"][0](broken.root)
-    from rich.live import _RefreshThread
-    from rich.progress import _TrackThread
 
     def rich_threads() -> set:
         return {t.ident for t in threading.enumerate() if isinstance(t, (_RefreshThread, _TrackThread)) and t.is_alive()}
