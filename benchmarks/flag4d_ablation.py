@@ -9,6 +9,8 @@ iterations, 64×4 core MLP for both deform4d and the IDN; ``scripts/quickstart_f
 widths) and the same seed; the flag4d variants differ only by the ablation switch. Results go to the ``flag4d-ablation`` section of docs/benchmarks.md (``--section`` to keep runs at
 different budgets or on other devices apart) and, row by row as they finish, to
 ``outputs/benchmarks/<section>.json``, so an interrupted run keeps what it measured (``--resume`` skips rows done).
+``--seeds 42 43`` repeats every run with each nerfstudio seed (``--machine.seed``); runs with the same seed on the same
+machine give identical checkpoints, so the spread across seeds is the run-to-run variation of a result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
@@ -51,6 +54,27 @@ VARIANTS = {
 }
 
 
+DEFAULT_SEED = 42  # nerfstudio's machine.seed
+
+
+def seed_summary(rows: List[dict]) -> List[str]:
+    """Markdown table of the (scene, variant) pairs run with more than one seed: mean, min and max PSNR / SSIM."""
+    groups: Dict[Tuple[str, str], List[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["scene"], row["variant"]), []).append(row)
+    repeated = {key: group for key, group in groups.items() if len(group) > 1}
+    if not repeated:
+        return []
+    lines = ["", "Variants run with several seeds:", "",
+             "| scene | variant | seeds | PSNR mean | PSNR min–max | SSIM mean | SSIM min–max |", "|" + "---|" * 7]
+    for (scene, variant), group in repeated.items():
+        psnr, ssim = [row["psnr"] for row in group], [row["ssim"] for row in group]
+        lines.append(f"| {scene} | {variant} | {', '.join(str(row['seed']) for row in group)} | "
+                     f"{sum(psnr) / len(psnr):.2f} | {min(psnr):.2f}–{max(psnr):.2f} | {sum(ssim) / len(ssim):.4f} | "
+                     f"{min(ssim):.4f}–{max(ssim):.4f} |")  # fmt: skip
+    return lines
+
+
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-")
 
@@ -60,6 +84,7 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=["bell", "press"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="one run per seed (--machine.seed)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--section", default="flag4d-ablation")
@@ -71,31 +96,39 @@ def main() -> None:
     results_path = options.output_dir / f"{options.section}.json"
     keep = options.resume or options.report_only
     rows = json.loads(results_path.read_text()) if keep and results_path.exists() else []
-    done = {(row["scene"], row["variant"]) for row in rows}
-    for scene_name in [] if options.report_only else options.scenes:
-        scene = ensure_scene(scene_name)
-        for variant in options.variants:
-            if (scene_name, variant) in done:
-                continue
-            method, extra = VARIANTS[variant]
-            name = f"{options.section}-{scene_name}-{slug(variant)}"
-            args = train_args(method, scene, options.output_dir, options.iterations, options.device, name, extra)
-            rows.append({"scene": scene_name, "variant": variant, **train_and_evaluate(args)})
-            results_path.parent.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(rows, indent=2))
-            print(f"{scene_name} / {variant}: PSNR {rows[-1]['psnr']:.2f}, SSIM {rows[-1]['ssim']:.4f}", flush=True)
+    for row in rows:
+        row.setdefault("seed", DEFAULT_SEED)  # rows measured before seeds were a column all used the default
+    done = {(row["scene"], row["variant"], row["seed"]) for row in rows}
+    for seed in [] if options.report_only else options.seeds:
+        for scene_name in options.scenes:
+            scene = ensure_scene(scene_name)
+            for variant in options.variants:
+                if (scene_name, variant, seed) in done:
+                    continue
+                method, extra = VARIANTS[variant]
+                name = f"{options.section}-{scene_name}-{slug(variant)}" + ("" if seed == DEFAULT_SEED else f"-seed{seed}")
+                seed_args = [] if seed == DEFAULT_SEED else ["--machine.seed", str(seed)]
+                args = train_args(method, scene, options.output_dir, options.iterations, options.device, name,
+                                  [*seed_args, *extra])  # fmt: skip
+                rows.append({"scene": scene_name, "variant": variant, "seed": seed, **train_and_evaluate(args)})
+                results_path.parent.mkdir(parents=True, exist_ok=True)
+                results_path.write_text(json.dumps(rows, indent=2))
+                print(f"{scene_name} / {variant} / seed {seed}: PSNR {rows[-1]['psnr']:.2f}, "
+                      f"SSIM {rows[-1]['ssim']:.4f}", flush=True)  # fmt: skip
 
-    # table order: scenes as given, variants as in VARIANTS, whatever order the runs happened in
+    # table order: scenes as given, variants as in VARIANTS, then seeds, whatever order the runs happened in
     scene_rank = {name: i for i, name in enumerate(options.scenes)}
-    rows.sort(key=lambda row: (scene_rank.get(row["scene"], len(scene_rank)), list(VARIANTS).index(row["variant"])))
+    rows.sort(key=lambda row: (scene_rank.get(row["scene"], len(scene_rank)), list(VARIANTS).index(row["variant"]),
+                               row["seed"]))  # fmt: skip
     lines = [
         f"## flag4d vs deform4d and the FLAG-4D ablations ({options.device.upper()}, {options.iterations} iterations)",
         "",
         f"Command: `python -m benchmarks.flag4d_ablation --scenes {' '.join(options.scenes)} "
-        f"--iterations {options.iterations} --device {options.device}`  ",
+        f"--iterations {options.iterations} --device {options.device}"
+        + ("" if options.seeds == [DEFAULT_SEED] else f" --seeds {' '.join(map(str, options.seeds))}") + "`  ",
         f"Machine: {machine_description()}  ",
         "Scenes: `fourd-synth` presets at 320×180 (trained at `rgb/2x`, 160×90), 48 time steps; train = left camera, "
-        "test = right camera (48 views), final checkpoint, seed 42 for every run. Schedule: "
+        "test = right camera (48 views), final checkpoint, nerfstudio seed in the seed column. Schedule: "
         "`scripts/quickstart_schedule.args` for all variants (500 static warm-up iterations, 64×4 MLP as deform4d's "
         "field and as the IDN core) and `scripts/quickstart_flag4d.args` for the flag4d variants (GRU state and "
         "attention width 32, DRN 64×2); otherwise flag4d's defaults (4 heads, 8×8 pooled + 3×3 local tokens, all "
@@ -103,7 +136,8 @@ def main() -> None:
         "depth maps, DIS flow embeddings because no RAFT weights are on this machine). Training time excludes set-up, image caching and the flow "
         "embeddings. LPIPS: only when its weights are present.",
         "",
-        *results_table(rows, ["scene", "variant"]),
+        *results_table(rows, ["scene", "variant", "seed"]),
+        *seed_summary(rows),
         *commands_and_notes(rows, options.notes),
     ]
     print(write_section(options.section, "\n".join(lines)))
