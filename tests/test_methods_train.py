@@ -168,24 +168,17 @@ def test_gaussians_at_composes_offsets_like_deformable_3dgs(trained_deform4d, mo
     assert torch.equal(deformed.features[:, 1:], canonical.features[:, 1:])
 
 
-def _train_and_load_state(method: str, data: Path, output_dir: Path, seed: int) -> dict:
-    cfg = reduced_config(registered_methods()[method].config, data, output_dir, iterations=8)
+def _train_and_load_state(method: str, data: Path, output_dir: Path, seed: int, iterations: int = 8) -> dict:
+    """The pipeline's tensors after ``iterations`` CPU training steps with ``seed`` (the model's non-tensor extra
+    state, such as flag4d's run folder, is left out)."""
+    cfg = reduced_config(registered_methods()[method].config, data, output_dir, iterations=iterations)
     cfg.machine.seed = seed
     cfg.timestamp = f"seed{seed}"
     cfg.save_config()
     train_loop(local_rank=0, world_size=1, config=cfg)  # seeds python, numpy and torch from cfg.machine.seed
-    checkpoint = torch.load(cfg.get_checkpoint_dir() / "step-000000007.ckpt", map_location="cpu", weights_only=False)
-    return dict(_tensors(checkpoint["pipeline"]))
-
-
-def _tensors(state, prefix: str = ""):
-    """(name, tensor) pairs of a state dict, nested dicts flattened; other entries (flag4d's extra state names its
-    run folder) are not parameters and are left out."""
-    for key, value in state.items():
-        if isinstance(value, dict):
-            yield from _tensors(value, f"{prefix}{key}.")
-        elif isinstance(value, torch.Tensor):
-            yield f"{prefix}{key}", value
+    checkpoint_path = cfg.get_checkpoint_dir() / f"step-{iterations - 1:09d}.ckpt"
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["pipeline"]
+    return {name: value for name, value in state.items() if isinstance(value, torch.Tensor)}
 
 
 @pytest.mark.parametrize("method", METHODS)
