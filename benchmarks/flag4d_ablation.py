@@ -16,6 +16,7 @@ machine give identical checkpoints, so the spread across seeds is the run-to-run
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 from pathlib import Path
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=["bell", "press"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--iterations", type=int, default=1500)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="one run per seed (--machine.seed)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[DEFAULT_SEED], help="one run per --machine.seed")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--section", default="flag4d-ablation")
@@ -99,22 +100,20 @@ def main() -> None:
     for row in rows:
         row.setdefault("seed", DEFAULT_SEED)  # rows measured before seeds were a column all used the default
     done = {(row["scene"], row["variant"], row["seed"]) for row in rows}
-    for seed in [] if options.report_only else options.seeds:
-        for scene_name in options.scenes:
-            scene = ensure_scene(scene_name)
-            for variant in options.variants:
-                if (scene_name, variant, seed) in done:
-                    continue
-                method, extra = VARIANTS[variant]
-                name = f"{options.section}-{scene_name}-{slug(variant)}" + ("" if seed == DEFAULT_SEED else f"-seed{seed}")
-                seed_args = [] if seed == DEFAULT_SEED else ["--machine.seed", str(seed)]
-                args = train_args(method, scene, options.output_dir, options.iterations, options.device, name,
-                                  [*seed_args, *extra])  # fmt: skip
-                rows.append({"scene": scene_name, "variant": variant, "seed": seed, **train_and_evaluate(args)})
-                results_path.parent.mkdir(parents=True, exist_ok=True)
-                results_path.write_text(json.dumps(rows, indent=2))
-                print(f"{scene_name} / {variant} / seed {seed}: PSNR {rows[-1]['psnr']:.2f}, "
-                      f"SSIM {rows[-1]['ssim']:.4f}", flush=True)  # fmt: skip
+    runs = [] if options.report_only else itertools.product(options.seeds, options.scenes, options.variants)
+    for seed, scene_name, variant in runs:
+        if (scene_name, variant, seed) in done:
+            continue
+        method, extra = VARIANTS[variant]
+        name = f"{options.section}-{scene_name}-{slug(variant)}"
+        if seed != DEFAULT_SEED:  # default-seed runs keep the names and commands they had before seeds were an option
+            name, extra = f"{name}-seed{seed}", ["--machine.seed", str(seed), *extra]
+        scene = ensure_scene(scene_name)
+        args = train_args(method, scene, options.output_dir, options.iterations, options.device, name, extra)
+        rows.append({"scene": scene_name, "variant": variant, "seed": seed, **train_and_evaluate(args)})
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(rows, indent=2))
+        print(f"{scene_name} / {variant} / seed {seed}: PSNR {rows[-1]['psnr']:.2f}, SSIM {rows[-1]['ssim']:.4f}")
 
     # table order: scenes as given, variants as in VARIANTS, then seeds, whatever order the runs happened in
     scene_rank = {name: i for i, name in enumerate(options.scenes)}
