@@ -63,6 +63,7 @@ from fourd_ns.dataparsers.pandaset_format import (
 )
 from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
 from fourd_ns.geometry.opencv_projection import project_points_opencv
+from fourd_ns.geometry.point_subsampling import voxel_downsample
 from fourd_ns.progress import progress_bar
 from fourd_ns.sensors.actor_tracks import DEFORMABLE_LABELS, ActorTrack
 from fourd_ns.sensors.driving_metadata import METADATA_KEY, DrivingMetadata
@@ -358,10 +359,7 @@ def _seed_points(
     if config.seed_points_in_view_only:
         seen = np.concatenate([seen for _, seen in coloured])
         xyz, rgb = xyz[seen], rgb[seen]
-    keep = _voxel_subset(xyz, config.seed_voxel_size)
-    if len(keep) > config.max_seed_points:
-        rng = np.random.default_rng(SEED_SUBSET_SEED)
-        keep = np.sort(rng.choice(keep, size=config.max_seed_points, replace=False))
+    keep = voxel_downsample(xyz, config.seed_voxel_size, config.max_seed_points, SEED_SUBSET_SEED)
     return xyz[keep], rgb[keep]
 
 
@@ -395,14 +393,6 @@ def _build_cameras(
     image_frame = np.repeat(np.arange(len(frames)), len(cameras))
     image_camera = np.tile(np.arange(len(cameras)), len(frames))
     return nerf_cameras, c2w_opengl.numpy(), image_frame, image_camera
-
-def _voxel_subset(points: np.ndarray, voxel: float) -> np.ndarray:
-    """Indices (increasing) of the first point in each occupied voxel of side ``voxel`` (all when voxel is 0)."""
-    if voxel <= 0 or len(points) == 0:
-        return np.arange(len(points))
-    keys = np.floor(points / voxel).astype(np.int64)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    return np.sort(first)
 
 
 def _apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:

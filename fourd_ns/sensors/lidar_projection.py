@@ -38,6 +38,32 @@ def points_to_camera(
     return opengl * opengl.new_tensor([1.0, -1.0, -1.0])
 
 
+def project_points(
+    points: Float[Tensor, "P 3"],
+    camera_to_world: Float[Tensor, "3 4"],
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    width: int,
+    height: int,
+    near: float = DEFAULT_NEAR,
+) -> Tuple[Int[Tensor, "K"], Int[Tensor, "K"], Float[Tensor, "K"]]:
+    """Indices into ``points`` (increasing), flat pixel ids (``row · width + column``) and camera z of the K points
+    in front of the camera and inside the image: the one pinhole projection of LiDAR depth and point colouring."""
+    camera = points_to_camera(points, camera_to_world)
+    z = camera[:, 2]
+    in_front = torch.nonzero(z > near).squeeze(1)
+    camera, z = camera[in_front], z[in_front]
+    u = fx * camera[:, 0] / z + cx
+    v = fy * camera[:, 1] / z + cy
+    # Compare in floating point before the integer cast so far-off points cannot overflow into the image.
+    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    columns = torch.floor(u[inside]).long()
+    rows = torch.floor(v[inside]).long()
+    return in_front[inside], rows * width + columns, z[inside]
+
+
 def project_to_pixels(
     points: Float[Tensor, "P 3"],
     camera_to_world: Float[Tensor, "3 4"],
@@ -50,18 +76,9 @@ def project_to_pixels(
     near: float = DEFAULT_NEAR,
 ) -> Tuple[Int[Tensor, "K"], Float[Tensor, "K"]]:
     """Flat pixel ids (``row · width + column``) and camera z of the K points in front of the camera and inside
-    the image; the projection shared by :func:`lidar_depth_map` and its reference."""
-    camera = points_to_camera(points, camera_to_world)
-    z = camera[:, 2]
-    in_front = z > near
-    camera, z = camera[in_front], z[in_front]
-    u = fx * camera[:, 0] / z + cx
-    v = fy * camera[:, 1] / z + cy
-    # Compare in floating point before the integer cast so far-off points cannot overflow into the image.
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    columns = torch.floor(u[inside]).long()
-    rows = torch.floor(v[inside]).long()
-    return rows * width + columns, z[inside]
+    the image (:func:`project_points` without the indices); shared by :func:`lidar_depth_map` and its reference."""
+    _, pixel_ids, z = project_points(points, camera_to_world, fx, fy, cx, cy, width, height, near)
+    return pixel_ids, z
 
 
 def lidar_depth_map(
@@ -113,25 +130,33 @@ def lidar_depth_map_reference(
     return depth.reshape(height, width)
 
 
+def pinhole_parameters(
+    camera: Cameras, purpose: str = "LiDAR depth"
+) -> Tuple[Float[Tensor, "3 4"], float, float, float, float, int, int]:
+    """(camera_to_world [3, 4], fx, fy, cx, cy, width, height) of one nerfstudio camera (shape ``()`` or ``(1,)``)
+    after checking that it is an undistorted perspective camera; ``purpose`` names the caller in the errors."""
+    if camera.shape not in ((), (1,)):
+        raise ValueError(f"{purpose} takes one camera; got cameras of shape {tuple(camera.shape)}")
+    camera = camera.reshape(())
+    if int(camera.camera_type) != CameraType.PERSPECTIVE.value:
+        raise ValueError(f"{purpose} needs a perspective camera; got {CameraType(int(camera.camera_type)).name}")
+    if camera.distortion_params is not None and bool(torch.any(camera.distortion_params != 0)):
+        raise ValueError(
+            f"{purpose} projects through a pinhole camera but this camera has distortion parameters "
+            f"{camera.distortion_params.tolist()}; undistort the images in the dataparser first."
+        )
+    return (
+        camera.camera_to_worlds, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
+        int(camera.width), int(camera.height),
+    )  # fmt: skip
+
+
 def lidar_depth_map_for_camera(
     points: Float[Tensor, "P 3"], camera: Cameras, near: float = DEFAULT_NEAR
 ) -> Float[Tensor, "H W"]:
     """:func:`lidar_depth_map` into one nerfstudio camera (shape ``()`` or ``(1,)``), at its width × height."""
-    if camera.shape not in ((), (1,)):
-        raise ValueError(f"lidar_depth_map_for_camera takes one camera; got cameras of shape {tuple(camera.shape)}")
-    camera = camera.reshape(())
-    if int(camera.camera_type) != CameraType.PERSPECTIVE.value:
-        raise ValueError(f"LiDAR depth needs a perspective camera; got {CameraType(int(camera.camera_type)).name}")
-    if camera.distortion_params is not None and bool(torch.any(camera.distortion_params != 0)):
-        raise ValueError(
-            "LiDAR depth is projected through a pinhole camera but this camera has distortion parameters "
-            f"{camera.distortion_params.tolist()}; undistort the images in the dataparser first."
-        )
-    camera_to_world = camera.camera_to_worlds.to(points)
-    return lidar_depth_map(
-        points, camera_to_world, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy),
-        int(camera.width), int(camera.height), near,
-    )  # fmt: skip
+    camera_to_world, fx, fy, cx, cy, width, height = pinhole_parameters(camera, "lidar_depth_map_for_camera")
+    return lidar_depth_map(points, camera_to_world.to(points), fx, fy, cx, cy, width, height, near)
 
 
 def downscale_sparse_depth(depth: Float[Tensor, "H W"], factor: int) -> Float[Tensor, "h w"]:
