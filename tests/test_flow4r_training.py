@@ -7,6 +7,7 @@ import json
 import math
 import os
 import socket
+from functools import partial
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -23,23 +24,18 @@ from fourd_ns.feedforward.pair_dataset import collate_pairs
 from fourd_ns.feedforward.pretrained import from_pretrained, save_pretrained
 from fourd_ns.feedforward.synthetic_pairs import SyntheticPairSource
 from fourd_ns.feedforward.training import (
-    TRAINER_STATE_NAME,
     Flow4RTrainConfig,
     MemoryCachedPairs,
     MixedPairDataset,
-    ResumableDistributedSampler,
     build_model,
-    checkpoint_folders,
-    find_checkpoint,
-    learning_rate,
     pair_metrics,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
     train,
     train_step,
 )
+from fourd_ns.learning.checkpoints import TRAINER_STATE_NAME, checkpoint_folders, find_checkpoint, save_checkpoint
+from fourd_ns.learning.resumable_loader import ResumableDistributedSampler
+from fourd_ns.learning.rng import rng_state, seed_everything, set_rng_state
+from fourd_ns.learning.schedules import learning_rate
 
 SIZE = (32, 32)
 SOURCE = SyntheticPairSource(image_size=SIZE, supersample=1)
@@ -56,6 +52,11 @@ def tiny_config(output_dir: Path, **overrides) -> Flow4RTrainConfig:
     )
     settings.update(overrides)
     return Flow4RTrainConfig(**settings)
+
+
+def save_flow4r_checkpoint(run_dir: Path, step: int, model: Flow4R, trainer_state: dict, keep_last: int) -> Path:
+    """A checkpoint folder in the layout train() writes: save_pretrained's files beside the trainer state."""
+    return save_checkpoint(run_dir, step, partial(save_pretrained, model), trainer_state, keep_last)
 
 
 def parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -173,7 +174,7 @@ def test_training_resumes_exactly_and_checkpoints_reload(tmp_path: Path, fixed_b
 def test_checkpoints_are_pruned_and_partial_saves_ignored(tmp_path: Path):
     model = Flow4R(Flow4RConfig.tiny(head="linear"))
     for step in (1, 2, 3):
-        save_checkpoint(tmp_path, step, model, dict(step=step), keep_last=2)
+        save_flow4r_checkpoint(tmp_path, step, model, dict(step=step), keep_last=2)
     (tmp_path / "checkpoints" / "step-0000009.partial").mkdir()
     assert [folder.name for folder in checkpoint_folders(tmp_path)] == ["step-0000002", "step-0000003"]
     with pytest.raises(FileNotFoundError, match="--resume"):
@@ -182,7 +183,7 @@ def test_checkpoints_are_pruned_and_partial_saves_ignored(tmp_path: Path):
 
 def test_stage2_starts_from_a_stage1_checkpoint(tmp_path: Path):
     stage1 = Flow4R(Flow4RConfig.tiny(head="linear"))
-    save_checkpoint(tmp_path, 7, stage1, dict(step=7), keep_last=1)
+    save_flow4r_checkpoint(tmp_path, 7, stage1, dict(step=7), keep_last=1)
     config = tiny_config(tmp_path / "s2", stage="stage2", init=str(tmp_path / "checkpoints" / "step-0000007"))
     model, resumed = build_model(config.resolved(), console=None, report=False)
     assert resumed is None and model.config.head == "dpt"
@@ -248,7 +249,7 @@ def test_eval_command_writes_pair_metrics(tmp_path: Path):
     from fourd_ns.scripts.eval_flow4r import EvalArgs, main
 
     model = Flow4R(Flow4RConfig.tiny(head="linear"))
-    save_checkpoint(tmp_path, 1, model, dict(step=1), keep_last=1)
+    save_flow4r_checkpoint(tmp_path, 1, model, dict(step=1), keep_last=1)
     output = tmp_path / "metrics.json"
     args = EvalArgs(checkpoint=str(tmp_path / "checkpoints" / "step-0000001"), data="synthetic:2", image_size=SIZE,
                     device="cpu", output_json=output)
@@ -267,7 +268,7 @@ def test_eval_command_scores_anchored_sequences(tmp_path: Path):
     export_synthetic_sequence(tmp_path / "data" / "seq", seed=2, num_frames=4, image_size=SIZE, supersample=1,
                               track_stride=4)  # seed 2: four of the 64 tracks move
     model = Flow4R(Flow4RConfig.tiny(head="linear"))
-    save_checkpoint(tmp_path, 1, model, dict(step=1), keep_last=1)
+    save_flow4r_checkpoint(tmp_path, 1, model, dict(step=1), keep_last=1)
     args = EvalArgs(checkpoint=str(tmp_path / "checkpoints" / "step-0000001"), data=str(tmp_path / "data"),
                     image_size=SIZE, device="cpu", batch_size=4)
     results = main(args)

@@ -1,10 +1,11 @@
 """Training Flow4R (paper §4 "Training Details", Table 4): data mixing, the optimisation schedule, checkpoints that
-resume exactly, periodic validation on held-out synthetic pairs, and multi-GPU data parallelism.
+reload with ``from_pretrained``, periodic validation on held-out synthetic pairs, and multi-GPU data parallelism.
 
-One code path serves a single process and ``torchrun``: `init_distributed` reads ``WORLD_SIZE`` / ``RANK`` /
-``LOCAL_RANK`` (and ``MASTER_ADDR`` / ``MASTER_PORT``) from the environment and, with more than one process, joins
-a process group (``nccl`` on CUDA, ``gloo`` on CPU) and wraps the model in ``DistributedDataParallel``. Every rank
-draws its own shard of each epoch (a ``DistributedSampler``); only rank 0 writes checkpoints, TensorBoard logs and
+The generic machinery comes from `fourd_ns.learning`: processes under ``torchrun`` (`learning.distributed`; the
+model is wrapped in ``DistributedDataParallel``, since every trainable Flow4R parameter gets a gradient in every
+step), checkpoint folders and exact resume (`learning.checkpoints`, `learning.resume`), the mid-epoch-resumable
+data order (`learning.resumable_loader`), the schedule (`learning.schedules`), clipped steps (`learning.optimizer_step`)
+and rank 0's progress bar and TensorBoard log (`learning.progress`). Only rank 0 writes checkpoints, logs and
 progress, and runs validation while the other ranks wait.
 
 Choices, and where the paper is silent:
@@ -18,24 +19,19 @@ Choices, and where the paper is silent:
   every tensor whose name and shape match is loaded and the load report lists the rest (a stage-1 → stage-2 start
   loads the backbone and re-initialises the head).
 - **Schedule.** Adam (``AdamW`` with ``weight_decay = 0`` by default) with betas (0.9, 0.95) — the CroCo / DUSt3R
-  recipe this model family is trained with; the paper only says "Adam". The learning rate rises linearly over the
-  warm-up steps, reaching the peak at the last warm-up step (step 0 already trains, at peak/warm-up), then follows a
-  cosine to ``min_lr`` at the last step. Gradients are clipped to a global norm of 10 (direction preserved). A step
-  whose gradient norm is not finite is skipped on every rank (gradients are all-reduced, so all ranks agree);
+  recipe this model family is trained with; the paper only says "Adam". The learning rate warms up linearly over
+  ``warmup_fraction`` of all steps, then follows a cosine to ``min_lr`` at the last step. Gradients are clipped to
+  a global norm of 10; a step whose gradient norm is not finite is skipped on every rank, and
   ``max_skipped_steps`` consecutive skips stop training with an error.
 - **Data.** Each epoch is ``pairs_per_epoch`` pairs drawn from the sources (synthetic renders, on-disk sequences,
   unlabeled videos) in proportion to their ratios (`MixedPairDataset`): which source and which pair every index maps
   to is a pure function of (seed, epoch, index), so the draw does not depend on the number of processes or workers.
   Unlabeled video pairs carry only flow pseudo-labels and need ``model.factored_flow``.
-- **Checkpoints** are folders ``checkpoints/step-NNNNNNN`` holding `save_pretrained`'s ``config.json`` +
-  ``model.safetensors`` (so a checkpoint loads with ``from_pretrained(folder)``) and ``trainer_state.pt`` (optimizer,
-  scheduler, step and every rank's RNG states). They are written to ``*.partial`` and renamed, so an interrupted
-  save never shadows the previous checkpoint; only the newest ``keep_last`` are kept.
-- **Exact resume.** ``--resume`` restores weights, optimizer, scheduler, step and each rank's Python / NumPy / torch
-  (and CUDA) RNG state, and restarts the interrupted epoch at the next unseen batch: the sampler's permutation
-  depends only on (seed, epoch) and skips the batches already consumed, and DataLoader workers are seeded from
-  (seed, epoch, rank). On CPU, with the same number of processes, a resumed run therefore reproduces the
-  parameters of an uninterrupted run bit for bit; on GPU, non-deterministic kernels make it equal in distribution.
+- **Checkpoints** are ``checkpoints/step-NNNNNNN`` folders holding `save_pretrained`'s ``config.json`` +
+  ``model.safetensors`` (so a checkpoint loads with ``from_pretrained(folder)``) beside ``trainer_state.pt``.
+- **Exact resume.** ``--resume`` restores weights, optimizer, scheduler, step and each rank's RNG states and
+  restarts the interrupted epoch at the next unseen batch; on CPU, with the same number of processes, a resumed run
+  reproduces the parameters of an uninterrupted run bit for bit.
 - **Validation** runs on ``val_pairs`` synthetic pairs rendered from seeds the training pairs never use:
   rotation error, translation direction error and translation error at the ground truth's length of the pose
   solved from view 1 (Eq. 2), next to the identity-pose baseline (its translation error is ‖t̄‖, the error of
@@ -47,28 +43,19 @@ Choices, and where the paper is silent:
 
 from __future__ import annotations
 
-import math
-import os
-import random
-import re
-import shutil
-import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from functools import partial
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import yaml
 from jaxtyping import Float
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from fourd_ns.feedforward.flow4r import Flow4R, Flow4RConfig
 from fourd_ns.feedforward.flow4r_geometry import solve_pose
@@ -78,15 +65,24 @@ from fourd_ns.feedforward.pair_types import PairBatch, PairPrediction
 from fourd_ns.feedforward.pretrained import load_pretrained, save_pretrained
 from fourd_ns.feedforward.synthetic_pairs import SyntheticPairSource
 from fourd_ns.feedforward.video_pairs import VideoPairDataset
+from fourd_ns.learning.checkpoints import find_checkpoint
+from fourd_ns.learning.distributed import (
+    DistributedContext,
+    close_distributed,
+    data_parallel,
+    init_distributed,
+    mean_over_ranks,
+)
+from fourd_ns.learning.optimizer_step import SkippedSteps, clipped_step
+from fourd_ns.learning.progress import Throughput, TrainingLog, TrainingProgress
+from fourd_ns.learning.resumable_loader import ResumableDistributedSampler, epoch_loader
+from fourd_ns.learning.resume import restore_trainer_state, save_training_checkpoint
+from fourd_ns.learning.rng import rank_seed, seed_everything
+from fourd_ns.learning.schedules import warmup_cosine_schedule
 from fourd_ns.metrics.camera_pose import pair_pose_error
 from fourd_ns.metrics.optical_flow import flow_epe
 from fourd_ns.metrics.tracking import align_median_scale, end_point_error
 
-TRAINER_STATE_NAME = "trainer_state.pt"
-CHECKPOINT_PREFIX = "step-"
-PARTIAL_SUFFIX = ".partial"
-CHECKPOINT_NAME = re.compile(rf"{CHECKPOINT_PREFIX}\d+")
-"""Names of complete checkpoint folders (a ``.partial`` folder is a save that did not finish)."""
 
 STAGE_DEFAULTS = {
     "stage1": dict(head="linear", image_size=(224, 224), batch_size=32, pairs_per_epoch=900_000, warmup_fraction=0.1),
@@ -223,20 +219,6 @@ class Flow4RTrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Schedule
-
-
-def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float, minimum: float) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps`` (reached at step warmup_steps − 1), then a cosine from
-    ``peak`` to ``minimum`` reached at the last step (total_steps − 1)."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    decay_steps = max(total_steps - 1 - warmup_steps, 1)
-    progress = min((step - warmup_steps) / decay_steps, 1.0)
-    return minimum + (peak - minimum) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Data
 
 
@@ -296,48 +278,6 @@ class MixedPairDataset(Dataset):
         return self.sources[source][item]
 
 
-class ResumableDistributedSampler(DistributedSampler):
-    """A ``DistributedSampler`` that can start an epoch part-way: `skip` drops the first indices of this rank's
-    shard for the current epoch (the batches a resumed run has already trained on)."""
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
-        self.skipped = 0
-
-    def skip(self, count: int) -> None:
-        self.skipped = count
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
-        return iter(indices[self.skipped :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.skipped
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Seed NumPy and Python in a DataLoader worker from the torch seed the loader gave it."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def epoch_loader(
-    dataset: MixedPairDataset, sampler: ResumableDistributedSampler, batch_size: int, num_workers: int,
-    epoch: int, start_batch: int, seed: int, rank: int, pin_memory: bool,
-) -> DataLoader:
-    """The DataLoader of one epoch, starting at batch ``start_batch`` of this rank's shard."""
-    dataset.set_epoch(epoch)
-    sampler.set_epoch(epoch)
-    sampler.skip(start_batch * batch_size)
-    generator = torch.Generator()
-    generator.manual_seed(int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]))
-    return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs,
-        drop_last=True, worker_init_fn=_seed_worker, generator=generator, pin_memory=pin_memory,
-    )
-
-
 def synthetic_source(config: Flow4RTrainConfig) -> SyntheticPairSource:
     return replace(config.synthetic, image_size=tuple(config.image_size))
 
@@ -370,129 +310,6 @@ VALIDATION_FIRST_SEED = 1_000_000_000
 def validation_data(config: Flow4RTrainConfig) -> SyntheticPairDataset:
     """Held-out synthetic pairs: rendered from seeds the training pairs never use."""
     return SyntheticPairDataset(synthetic_source(config), config.val_pairs, first_seed=VALIDATION_FIRST_SEED)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Processes
-
-
-@dataclass
-class DistributedContext:
-    """This process's place in the (possibly single-process) run."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    owns_group: bool
-    """Whether `init_distributed` created the process group (and `close_distributed` must destroy it)."""
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
-
-
-def init_distributed(device: Literal["auto", "cuda", "cpu"] = "auto") -> DistributedContext:
-    """Join the ``torchrun`` process group described by the environment (or run alone without one)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but torch sees no CUDA device; use --device cpu")
-    torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(torch_device)
-    owns_group = False
-    if world_size > 1 and not dist.is_initialized():
-        if "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
-            raise ValueError("WORLD_SIZE > 1 but MASTER_ADDR / MASTER_PORT are not set: launch with torchrun")
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", init_method="env://", rank=rank,
-                                world_size=world_size, timeout=timedelta(minutes=30))
-        owns_group = True
-    return DistributedContext(rank, world_size, local_rank, torch_device, owns_group)
-
-
-def close_distributed(context: DistributedContext) -> None:
-    if context.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# RNG and checkpoints
-
-
-def rng_state() -> dict:
-    """Python, NumPy, torch and CUDA RNG states, in types ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return dict(
-        python=random.getstate(),
-        numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), position=int(position),
-                   has_gauss=int(has_gauss), cached=float(cached)),
-        torch=torch.get_rng_state(),
-        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    )
-
-
-def set_rng_state(state: dict) -> None:
-    """Inverse of `rng_state`."""
-    python = state["python"]
-    random.setstate((python[0], tuple(python[1]), python[2]))
-    numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["cached"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def checkpoint_folders(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    complete = [path for path in folder.iterdir()
-                if CHECKPOINT_NAME.fullmatch(path.name) and (path / TRAINER_STATE_NAME).is_file()]
-    return sorted(complete, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
-
-
-def find_checkpoint(path: Path) -> Path:
-    """``path`` itself if it is a checkpoint folder, else the newest checkpoint of the run folder ``path``."""
-    if (path / TRAINER_STATE_NAME).exists():
-        return path
-    folders = checkpoint_folders(path)
-    if not folders:
-        raise FileNotFoundError(f"--resume {path}: neither a checkpoint folder (with {TRAINER_STATE_NAME}) nor a run "
-                                "folder with checkpoints/step-*; point it at one of those")
-    return folders[-1]
-
-
-def save_checkpoint(run_dir: Path, step: int, model: Flow4R, trainer_state: dict, keep_last: int) -> Path:
-    """Write ``checkpoints/step-NNNNNNN`` atomically and delete all but the newest ``keep_last`` checkpoints."""
-    final = run_dir / "checkpoints" / f"{CHECKPOINT_PREFIX}{step:07d}"
-    partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    shutil.rmtree(partial, ignore_errors=True)
-    save_pretrained(model, partial)
-    torch.save(trainer_state, partial / TRAINER_STATE_NAME)
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    for old in checkpoint_folders(run_dir)[:-keep_last]:
-        shutil.rmtree(old)
-    return final
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -556,14 +373,9 @@ def train_step(
         prediction = model(batch.image1, batch.image2)
     total, terms = flow4r_loss(prediction, batch, loss_config)
     total.backward()
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
     lr = torch.tensor(optimizer.param_groups[0]["lr"])
-    finite = bool(torch.isfinite(grad_norm))
-    if finite:
-        optimizer.step()
-    else:
-        optimizer.zero_grad(set_to_none=True)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    grad_norm, finite = clipped_step(optimizer, parameters, clip_norm)
     scheduler.step()
     return dict(loss=total.detach(), **{name: value.detach() for name, value in terms.items()},
                 grad_norm=grad_norm.detach(), lr=lr, skipped=torch.tensor(0.0 if finite else 1.0))
@@ -678,14 +490,6 @@ class TrainResult:
     """The last validation metrics (empty when validation is off or on ranks other than 0)."""
 
 
-def _mean_over_ranks(values: dict[str, Tensor], context: DistributedContext) -> dict[str, float]:
-    stacked = torch.stack([values[name].float().to(context.device) for name in values])
-    if context.distributed:
-        dist.all_reduce(stacked)
-        stacked /= context.world_size
-    return dict(zip(values, stacked.tolist()))
-
-
 def train(config: Flow4RTrainConfig) -> TrainResult:
     """Train Flow4R as configured (see the module docstring); returns the trained model on every rank."""
     config = config.resolved()
@@ -703,10 +507,7 @@ def _train(config: Flow4RTrainConfig, context: DistributedContext) -> TrainResul
     model, resumed_from = build_model(config, console, report=main)
     freeze_unused_parameters(model)
     model.to(context.device)
-    trained: nn.Module = model
-    if context.distributed:
-        device_ids = [context.device.index] if context.device.type == "cuda" else None
-        trained = DistributedDataParallel(model, device_ids=device_ids)
+    trained = data_parallel(model, context)
 
     dataset = build_training_data(config)
     steps_per_epoch = config.pairs_per_epoch // (config.batch_size * context.world_size)
@@ -718,34 +519,20 @@ def _train(config: Flow4RTrainConfig, context: DistributedContext) -> TrainResul
 
     optimizer = torch.optim.AdamW([parameter for parameter in model.parameters() if parameter.requires_grad],
                                   lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: learning_rate(step, total_steps, warmup_steps, config.lr, config.min_lr) / config.lr
-    )
+    scheduler = warmup_cosine_schedule(optimizer, total_steps, warmup_steps, config.lr, config.min_lr)
     step = 0
     if resumed_from is not None:
-        state = torch.load(resumed_from / TRAINER_STATE_NAME, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = int(state["step"])
-        if len(state["rng"]) == context.world_size:
-            set_rng_state(state["rng"][context.rank])
-        else:
-            seed_everything(config.seed + 7919 * context.rank + step)
-            if main:
-                console.print(f"[yellow]{resumed_from} was written by {len(state['rng'])} processes, this run has "
-                              f"{context.world_size}: training continues, but not bit-identically.[/yellow]")
+        step = restore_trainer_state(resumed_from, optimizer, scheduler, context, config.seed, console)
     else:
-        seed_everything(config.seed + 7919 * context.rank)
+        seed_everything(rank_seed(config.seed, context.rank))
 
     sampler = ResumableDistributedSampler(dataset, context.world_size, context.rank, config.seed)
     validation_loader = None
-    writer = None
     if main:
         config.output_dir.mkdir(parents=True, exist_ok=True)
         (config.output_dir / "config.yml").write_text(yaml.dump(config), encoding="utf8")
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(config.output_dir / "tensorboard"), purge_step=step)
+    log = TrainingLog(config.output_dir / "tensorboard", context, purge_step=step)
+    if main:
         if config.val_every > 0:
             validation_loader = DataLoader(validation_data(config), batch_size=config.batch_size,
                                            num_workers=min(config.num_workers, 2), collate_fn=collate_pairs)
@@ -755,63 +542,43 @@ def _train(config: Flow4RTrainConfig, context: DistributedContext) -> TrainResul
                       + (f", resuming at step {step} from {resumed_from}" if resumed_from else ""))
 
     def checkpoint_now() -> Optional[Path]:
-        states = [None] * context.world_size
-        if context.distributed:
-            dist.all_gather_object(states, rng_state())
-        else:
-            states = [rng_state()]
-        folder = None
-        if main:
-            trainer_state = dict(step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                 rng=states, world_size=context.world_size)
-            folder = save_checkpoint(config.output_dir, step, model, trainer_state, config.keep_last)
-        context.barrier()
-        return folder
+        return save_training_checkpoint(config.output_dir, step, partial(save_pretrained, model), optimizer,
+                                        scheduler, context, config.keep_last)
 
     def validate_now() -> dict[str, float]:
         metrics: dict[str, float] = {}
         if main and validation_loader is not None:
             metrics = validate(model, validation_loader, context.device, config.precision)
-            for name, value in metrics.items():
-                writer.add_scalar(f"val/{name}", value, step)
+            log.scalars(metrics, step, prefix="val/")
             console.print(validation_table(metrics, f"Validation at step {step}"))
         context.barrier()
         return metrics
 
-    columns = (TextColumn("[bold]Flow4R[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
-    checkpoint, metrics, skipped_in_a_row = None, {}, 0
-    with Progress(*columns, console=console, disable=not main, transient=False) as progress:
-        task = progress.add_task(config.stage, total=total_steps, completed=step, status="")
-        interval_start, interval_steps = time.perf_counter(), 0
+    checkpoint, metrics = None, {}
+    skipped = SkippedSteps(config.max_skipped_steps, config.output_dir)
+    throughput = Throughput()
+    with TrainingProgress("Flow4R", config.stage, total_steps, step, context, console) as progress:
         while step < total_steps:
             epoch, start_batch = divmod(step, steps_per_epoch)
+            dataset.set_epoch(epoch)
             loader = epoch_loader(dataset, sampler, config.batch_size, config.num_workers, epoch, start_batch,
-                                  config.seed, context.rank, pin_memory=context.device.type == "cuda")
+                                  config.seed, context.rank, pin_memory=context.device.type == "cuda",
+                                  collate_fn=collate_pairs)
             for batch in loader:
                 values = train_step(trained, batch.to(context.device), optimizer, scheduler, config.loss,
                                     config.clip_norm, config.precision)
                 step += 1
-                interval_steps += 1
-                skipped_in_a_row = skipped_in_a_row + 1 if values["skipped"] > 0 else 0
-                if skipped_in_a_row >= config.max_skipped_steps:
-                    raise FloatingPointError(
-                        f"{skipped_in_a_row} consecutive steps (up to {step}) had a non-finite gradient norm; lower "
-                        f"--lr, check the data, or resume from the last checkpoint in {config.output_dir}")
+                throughput.step()
+                skipped.update(bool(values["skipped"] > 0), step)
                 if step % config.log_every == 0 or step == total_steps:
-                    logged = _mean_over_ranks(values, context)
-                    elapsed = time.perf_counter() - interval_start
-                    pairs_per_second = interval_steps * config.batch_size * context.world_size / max(elapsed, 1e-9)
-                    interval_start, interval_steps = time.perf_counter(), 0
-                    if main:
-                        for name in ("loss", *TERM_NAMES):
-                            writer.add_scalar(f"train/{name}", logged[name], step)
-                        for name in ("lr", "grad_norm", "skipped"):
-                            writer.add_scalar(f"train/{name}", logged[name], step)
-                        writer.add_scalar("train/pairs_per_second", pairs_per_second, step)
-                        progress.update(task, status=f"loss {logged['loss']:.4f} lr {logged['lr']:.2e} "
-                                                     f"{pairs_per_second:.1f} pairs/s")
-                progress.update(task, completed=step)
+                    logged = mean_over_ranks(values, context)
+                    pairs_per_second = throughput.per_second(config.batch_size * context.world_size)
+                    names = ("loss", *TERM_NAMES, "lr", "grad_norm", "skipped")
+                    log.scalars({name: logged[name] for name in names}, step, prefix="train/")
+                    log.scalars(dict(pairs_per_second=pairs_per_second), step, prefix="train/")
+                    progress.update(step, status=f"loss {logged['loss']:.4f} lr {logged['lr']:.2e} "
+                                                 f"{pairs_per_second:.1f} pairs/s")
+                progress.update(step)
                 if config.val_every > 0 and step % config.val_every == 0 and step < total_steps:
                     metrics = validate_now()
                 if step % config.save_every == 0 and step < total_steps:
@@ -821,8 +588,7 @@ def _train(config: Flow4RTrainConfig, context: DistributedContext) -> TrainResul
     if config.val_every > 0:
         metrics = validate_now()
     checkpoint = checkpoint_now()
-    if writer is not None:
-        writer.close()
+    log.close()
     if main:
         console.print(f"[green]Done:[/green] {step} steps; checkpoint {checkpoint} "
                       f"(load with fourd_ns.feedforward.pretrained.from_pretrained)")
