@@ -1,7 +1,12 @@
-"""Rotation helpers shared by the rasterizer and the deformation losses."""
+"""Rotation helpers shared by the rasterizer, the deformation losses and the driving scene.
+
+Quaternions are wxyz (the convention of gsplat and nerfstudio); roma, which does the products and conversions,
+works in xyzw, so the wrappers here are the one place where the two orders meet.
+"""
 
 from __future__ import annotations
 
+import roma
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -20,3 +25,15 @@ def quat_to_rotmat(quats: Float[Tensor, "*batch 4"]) -> Float[Tensor, "*batch 3 
         dim=-1,
     )  # fmt: skip
     return rot.reshape(quats.shape[:-1] + (3, 3))
+
+
+def rotmat_to_quat(rotations: Float[Tensor, "*batch 3 3"]) -> Float[Tensor, "*batch 4"]:
+    """Unit wxyz quaternions of rotation matrices (roma's numerically stable conversion)."""
+    return roma.quat_xyzw_to_wxyz(roma.rotmat_to_unitquat(rotations))
+
+
+def quat_multiply(first: Float[Tensor, "*batch 4"], second: Float[Tensor, "*batch 4"]) -> Float[Tensor, "*batch 4"]:
+    """Hamilton product ``first ⊗ second`` of wxyz quaternions: the rotation ``second`` followed by ``first``
+    (``R(first ⊗ second) = R(first) R(second)``); unit inputs give a unit output."""
+    product = roma.quat_product(roma.quat_wxyz_to_xyzw(first), roma.quat_wxyz_to_xyzw(second))
+    return roma.quat_xyzw_to_wxyz(product)
