@@ -16,7 +16,9 @@ import torch
 from torch import Tensor
 
 
-def clipped_step(optimizer: torch.optim.Optimizer, parameters: Iterable[Tensor], clip_norm: float) -> tuple[Tensor, bool]:
+def clipped_step(
+    optimizer: torch.optim.Optimizer, parameters: Iterable[Tensor], clip_norm: float
+) -> tuple[Tensor, bool]:
     """Clip the gradients of ``parameters`` to the global norm ``clip_norm`` and step ``optimizer`` if that norm
     is finite (else clear the gradients); returns (gradient norm before clipping, whether the step was made)."""
     grad_norm = torch.nn.utils.clip_grad_norm_(list(parameters), clip_norm)
