@@ -21,7 +21,7 @@ from fourd_ns.networks.sparse import (
 )
 from fourd_ns.networks.sparse import conv_torch
 from fourd_ns.networks.sparse.coords import CoordinateIndex, kernel_offsets, unique_coords
-from fourd_ns.networks.sparse.kernel_map import submanifold_map
+from fourd_ns.networks.sparse.kernel_map import downsample_map, submanifold_map
 from fourd_ns.networks.sparse.modules import group_norm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -151,6 +151,38 @@ def test_gradcheck_of_the_three_convolutions():
     assert torch.autograd.gradcheck(submanifold, (features, w_sub, bias))
     assert torch.autograd.gradcheck(down, (features, w_down))
     assert torch.autograd.gradcheck(down_up, (features, w_up, bias))
+
+
+def test_written_out_backward_matches_autograd_and_saves_only_features_and_weight():
+    coords = random_grid(5, 0.4, shift=-2, seed=5)
+    features = torch.randn(coords.shape[0], 3, dtype=torch.float64, requires_grad=True)
+    weights = {3: torch.randn(27, 3, 2, dtype=torch.float64), 2: torch.randn(8, 3, 2, dtype=torch.float64)}
+    coarse, down = downsample_map(coords, 2)
+    maps = [(submanifold_map(coords, 3), weights[3]), (down, weights[2])]
+    up_features = torch.randn(coarse.shape[0], 3, dtype=torch.float64, requires_grad=True)
+    for kernel_map, weight in maps + [(down.transposed(), weights[2])]:
+        inputs = up_features if kernel_map.num_in == coarse.shape[0] else features
+        weight = weight.clone().requires_grad_(True)
+        saved: list[int] = []
+
+        def pack(tensor):
+            saved.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            out = conv_torch.apply_kernel_map(inputs, weight, kernel_map)
+        assert sum(saved) <= inputs.numel() * 8 + weight.numel() * 8
+        reference = conv_torch.apply_kernel_map_reference(inputs, weight, kernel_map)
+        torch.testing.assert_close(out, reference, rtol=0, atol=0)
+        grad_out = torch.randn_like(out)
+        ours = torch.autograd.grad(out, (inputs, weight), grad_out)
+        theirs = torch.autograd.grad(reference, (inputs, weight), grad_out)
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    small = features[:12].detach().requires_grad_(True)
+    kernel_map = submanifold_map(coords[:12], 3)
+    weight = torch.randn(27, 3, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda f, w: conv_torch.apply_kernel_map(f, w, kernel_map), (small, weight))
 
 
 def test_gradcheck_of_pooling_into_voxels():
