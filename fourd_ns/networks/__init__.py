@@ -1,2 +1,2 @@
-"""Neural-network building blocks shared by methods: the sparse 3D convolution package (``networks.sparse``) that
-the g3r and flux4d networks are built on."""
+"""Neural networks of the driving methods: ``networks.sparse`` (sparse 3D convolution, voxelisation and the sparse
+residual U-Net, shared by g3r and flux4d) and, beside it, the method networks built on it."""
