@@ -403,3 +403,21 @@ def test_point_unet_handles_permutations_a_single_point_and_no_points():
     torch.testing.assert_close(net(points[permutation], features[permutation]), out[permutation])
     assert net(points[:1], features[:1]).shape == (1, 3)
     assert net(points[:0], features[:0]).shape == (0, 3)
+
+
+def test_backend_choice_and_backend_independent_parameter_names():
+    from fourd_ns.networks.sparse import resolve_backend, spconv_has_cuda
+
+    assert resolve_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend("torch", torch.device("cuda")) == "torch"
+    expected_cuda = "spconv" if spconv_has_cuda() else "torch"
+    assert resolve_backend("auto", torch.device("cuda")) == expected_cuda
+    with pytest.raises(ValueError, match="unknown sparse-conv backend"):
+        resolve_backend("minkowski", torch.device("cpu"))  # type: ignore[arg-type]
+    if spconv_installed() and not spconv_has_cuda():
+        with pytest.raises(RuntimeError, match="CPU build"):
+            resolve_backend("spconv", torch.device("cuda"))
+    keys = {backend: set(SparseResUNet(SparseUNetConfig.tiny(3, 2, backend=backend)).state_dict())
+            for backend in ("torch", "spconv", "auto")}
+    assert keys["torch"] == keys["spconv"] == keys["auto"]
+    assert "stem.0.conv.weight" in keys["torch"] and "head.linear.weight" in keys["torch"]

@@ -6,7 +6,6 @@ stream), so it is never chosen automatically on the CPU.
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
 from types import ModuleType
 from typing import Literal
@@ -19,8 +18,6 @@ Backend = Literal["torch", "spconv", "auto"]
 @lru_cache(maxsize=None)
 def spconv_installed() -> bool:
     """Whether ``spconv.pytorch`` can be imported."""
-    if importlib.util.find_spec("spconv") is None:
-        return False
     try:
         import spconv.pytorch  # noqa: F401
     except (ImportError, OSError):
