@@ -18,6 +18,7 @@ from fourd_ns.scene.far_field import FarFieldConfig, far_field_gaussians
 from fourd_ns.scene.lidar_seeding import LidarSeedingConfig, neighbour_scales, seed_from_lidar
 from fourd_ns.scene.neural_gaussians import NeuralGaussianDecoder
 from fourd_ns.scene.neural_scene import neural_driving_scene
+from fourd_ns.scene.rigid_actors import frame_hold_time
 from fourd_ns.sensors.actor_tracks import ActorTrack
 from fourd_ns.sensors.driving_metadata import DrivingMetadata, get_driving_metadata
 from fourd_ns.sensors.lidar_sweeps import LidarSweeps
@@ -271,5 +272,11 @@ def test_end_to_end_on_a_tiny_pandaset_log(parsed_log):
     scene = neural_driving_scene(seeds, far, latent_dim=4, generator=torch.Generator().manual_seed(0))
     assert isinstance(scene, DrivingScene) and scene.names_of("far") == ["far"]
     decoder = NeuralGaussianDecoder(latent_dim=4)
-    composed = scene.scene_at(float(outputs.cameras.times[0]), lambda kind, state: decoder(state))
-    assert composed.num > seeds.background.num + far.num - 1 and bool(torch.isfinite(composed.means).all())
+    first_image_time = float(outputs.cameras.times.min())
+    # The cameras fire 50-62 ms before the LiDAR sweep the boxes are annotated on: without a hold, no actor is in
+    # the first frame's images; one sweep interval of hold brings them all back.
+    assert scene.scene_at(first_image_time, lambda kind, state: decoder(state)).num == seeds.background.num + far.num
+    held = neural_driving_scene(seeds, far, latent_dim=4, generator=torch.Generator().manual_seed(0),
+                                actor_hold_time=frame_hold_time(lidar))  # fmt: skip
+    composed = held.scene_at(first_image_time, lambda kind, state: decoder(state))
+    assert composed.num == held.num_gaussians and bool(torch.isfinite(composed.means).all())

@@ -62,7 +62,8 @@ class DrivingScene:
     tracks: Dict[str, ActorTrack] = field(default_factory=dict)
     """Actor part name -> its track."""
     actor_hold_time: float = 0.0
-    """Normalised time an actor keeps its first / last box pose beyond its annotations (see `actor_pose_at`)."""
+    """Normalised time an actor keeps its first / last box pose beyond its annotations (see `actor_pose_at`;
+    `fourd_ns.scene.rigid_actors.frame_hold_time` keeps actors in all images of their annotated frames)."""
 
     def __post_init__(self) -> None:
         for name, state in self.states.items():

@@ -6,8 +6,9 @@ translations (the boxes of a 10 Hz log are close enough for constant angular and
 Outside the annotated time range the actor is absent (None): a box is not extrapolated, because an actor that
 entered or left the scene has no known pose there. ``hold_time`` relaxes this by holding the first / last pose for
 that much normalised time beyond the range; it matters on real logs, where cuboids are annotated at the LiDAR
-sweep time and a camera of the same frame may fire a little earlier or later (PandaSet: tens of milliseconds), so
-with ``hold_time = 0`` an actor annotated from the first frame on can be missing from that frame's first image.
+sweep time and a camera of the same frame may fire a little earlier or later (PandaSet's front cameras: 39–61 ms
+before the sweep), so with ``hold_time = 0`` an actor annotated from the first frame on is missing from that
+frame's images. `frame_hold_time` (one sweep interval) is the hold that keeps every camera of an annotated frame.
 
 Moving a Gaussian set composes properly: means ``R p + t``, rotations ``q_world = q_box ⊗ q_local`` (the box
 rotation applied after the Gaussian's own, so its covariance is ``R Σ Rᵀ``), scales unchanged.
@@ -26,6 +27,7 @@ from torch import Tensor
 from fourd_ns.geometry.rotations import quat_multiply, rotmat_to_quat
 from fourd_ns.scene.gaussian_params import GaussianParams
 from fourd_ns.sensors.actor_tracks import ActorTrack
+from fourd_ns.sensors.lidar_sweeps import LidarSweeps
 
 
 def actor_pose_at(track: ActorTrack, time: float, hold_time: float = 0.0) -> Optional[Float[Tensor, "4 4"]]:
@@ -51,6 +53,15 @@ def actor_pose_at(track: ActorTrack, time: float, hold_time: float = 0.0) -> Opt
     pose[:3, :3] = rotation
     pose[:3, 3] = (1.0 - weight) * poses[0, :3, 3] + weight * poses[1, :3, 3]
     return pose.float()
+
+
+def frame_hold_time(lidar: LidarSweeps) -> float:
+    """The median interval between consecutive sweeps (normalised time; 0 with fewer than two sweeps): a
+    ``hold_time`` that keeps an actor in every camera image of the frames it is annotated in, at the cost of
+    showing its first / last box up to one frame beyond its track."""
+    if len(lidar) < 2:
+        return 0.0
+    return float(np.median(np.diff(np.sort(lidar.sweep_times.astype(np.float64)))))
 
 
 def transform_gaussians(params: GaussianParams, box_to_world: Float[Tensor, "4 4"]) -> GaussianParams:
