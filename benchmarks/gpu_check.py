@@ -40,6 +40,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
@@ -161,6 +162,8 @@ class Context:
     preset: Preset
     work_dir: Path
     deadline: float
+    methods: Optional[List[str]] = None
+    """Methods the training part trains; None: those of ``TRAINING_CASES`` and every other registered one."""
     gsplat_cuda: bool = False
     """Whether gsplat's CUDA extension is built and loaded (set by the ``gsplat_build`` part)."""
 
@@ -507,10 +510,17 @@ def compressed_schedule(iterations: int) -> List[str]:
             "--pipeline.model.refine-every", str(tenth)]  # fmt: skip
 
 
+def scene_folder(kind: str, preset: Preset) -> str:
+    """Folder name of a training scene under ``WORK/scenes``, keyed by what it is generated from."""
+    if kind == "nerfies":
+        return f"nerfies-bell-{preset.scene_frames}x{preset.scene_width}x{preset.scene_height}"
+    return f"{kind}-small-seed0"
+
+
 def training_scene(kind: str, ctx: Context) -> Tuple[Path, Tuple[str, ...]]:
-    """The scene of ``kind`` (generated once per run under the work folder) and the dataparser arguments for it."""
-    folder = ctx.work_dir / "scenes" / kind
+    """The scene of ``kind`` (generated once per work folder) and the dataparser arguments for it."""
     p = ctx.preset
+    folder = ctx.work_dir / "scenes" / scene_folder(kind, p)
     if kind == "nerfies":
         if not (folder / "dataset.json").exists():
             from fourd_ns.synthetic.generate import generate_scene
@@ -546,8 +556,9 @@ def train_method(method: str, case: TrainingCase, ctx: Context) -> dict:
 
 
 def part_training(ctx: Context) -> dict:
+    shutil.rmtree(ctx.work_dir / "runs", ignore_errors=True)  # evaluation loads a run folder's latest checkpoint
     registered = registered_methods()
-    methods = [m for m in TRAINING_CASES] + [m for m in registered if m not in TRAINING_CASES]
+    methods = ctx.methods or [*TRAINING_CASES, *(m for m in registered if m not in TRAINING_CASES)]
     results = {}
     for method in methods:
         if method not in registered:
@@ -835,8 +846,7 @@ def run_check(args: argparse.Namespace, argv: Sequence[str]) -> dict:
     if args.iterations is not None:
         preset = replace(preset, iterations=args.iterations)
     build_env = configure_cuda_build(args.build_dir, args.jobs, args.cuda_arch) if args.device == "cuda" else {}
-    work_dir = args.work_dir or args.out / "work"
-    ctx = Context(args.device, preset, work_dir, deadline=start + args.budget_s)
+    ctx = Context(args.device, preset, args.work_dir, deadline=start + args.budget_s, methods=args.methods)
     results: dict = {
         "command": "python -m benchmarks.gpu_check " + " ".join(argv), "preset": args.preset, "budget_s": args.budget_s,
         "device": device_info(args.device), "build_env": build_env, "parts": {},
@@ -862,12 +872,15 @@ def report(json_path: Path, benchmarks_md: Optional[Path] = None) -> Path:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    parser.add_argument("--out", type=Path, help="folder for gpu_check.json, gpu_check.md (and work/ unless --work-dir)")
+    parser.add_argument("--out", type=Path, help="folder for gpu_check.json and gpu_check.md")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes (default: full on cuda, tiny on cpu)")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations per method (preset's if unset)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="total time budget; later steps are skipped")
     parser.add_argument("--parts", nargs="+", choices=PART_NAMES, default=list(PART_NAMES))
-    parser.add_argument("--work-dir", type=Path, default=None, help="scratch: scenes and training runs")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="methods to train (default: deform4d, flag4d, g3r, flux4d and any other registered one)")
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "fourd_ns_gpu_check",
+                        help="scratch: scenes and training runs (kept out of --out, whose files the device tool returns)")
     parser.add_argument("--build-dir", type=Path, default=Path("/tmp/fourd_ns_gsplat_build"),
                         help="TORCH_EXTENSIONS_DIR for gsplat's JIT build")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="MAX_JOBS of the JIT build")
