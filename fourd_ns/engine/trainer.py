@@ -6,6 +6,8 @@ there. :class:`FourDTrainer` therefore sets ``pipeline.run_dir`` on the config j
 the pipeline. ``ns-train`` saves ``config.yml`` before that; a ``run_dir`` found in a loaded config is overwritten
 by the new run's folder, and ``ns-eval``/``ns-viewer`` build pipelines without a trainer and never run the
 initializer, so a recorded folder is never used again.
+
+A model config with ``total_iterations()`` (g3r: learned steps + fine-tuning) sets the run's length itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Type
 
 from nerfstudio.engine.trainer import Trainer, TrainerConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 
 
 @dataclass
@@ -31,4 +34,9 @@ class FourDTrainer(Trainer):
     def setup(self, test_mode: Literal["test", "val", "inference"] = "val") -> None:
         if hasattr(self.config.pipeline, "run_dir"):
             self.config.pipeline.run_dir = self.base_dir
+        total_iterations = getattr(self.config.pipeline.model, "total_iterations", None)
+        if callable(total_iterations) and self.config.max_num_iterations != total_iterations():
+            CONSOLE.log(f"{self.config.method_name}: {total_iterations()} iterations (its steps and fine-tuning "
+                        f"set the run's length; --max-num-iterations {self.config.max_num_iterations} is ignored)")
+            self.config.max_num_iterations = total_iterations()
         super().setup(test_mode)

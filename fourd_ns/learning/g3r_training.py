@@ -15,8 +15,9 @@ listed as evaluation logs contribute only their never-evaluated frames. Choices 
 - **Warm-up of the unroll**: iteration i unrolls ``k_i = 1 + (T − 1) · min(1, i / warmup_iterations)`` steps
   (rounded down), and γ(t) / the step encoding are those of a k_i-step reconstruction, so early iterations teach
   big single steps and later ones the full schedule.
-- **Loss per view**: each view's loss is back-propagated on its own (the network's graph is kept, the view's
-  rendering graph freed), so memory does not grow with the number of views; the total is the mean over views.
+- **Loss per view**: each view's loss is back-propagated on its own to the new state (the view's rendering graph
+  freed after it), so memory does not grow with the number of views, and the summed state gradient goes through
+  the network once per step; the total is the mean over views.
 - **LPIPS** is used only when its backbone weights are on disk (`fourd_ns.metrics.lpips`); otherwise it is off and
   one warning says so — no substitute weights.
 - **Learning rate**: linear warm-up over ``lr_warmup_iterations`` then cosine to ``min_lr`` over the run, stepped
@@ -35,7 +36,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Sequence, Tuple
+from typing import List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -62,13 +63,12 @@ from fourd_ns.learning.progress import Throughput, TrainingLog, TrainingProgress
 from fourd_ns.learning.schedules import warmup_cosine_schedule
 from fourd_ns.metrics.lpips import LazyLPIPS
 from fourd_ns.networks.g3r_net import G3RLearnedOptimizer, G3RNetworkConfig
+from fourd_ns.networks.g3r_weights import RECONSTRUCTION_SETTINGS
 from fourd_ns.reconstruction.g3r_reconstruction import G3RReconstruction, G3RStepConfig, flatness_loss
 from fourd_ns.reconstruction.g3r_scene import G3RSeedingConfig, seed_g3r_scene
 from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.driving_scene import DrivingScene
 
-RECONSTRUCTION_SETTINGS = "reconstruction.json"
-"""File in each checkpoint folder with the step and seeding settings the network was trained with."""
 
 
 @dataclass
@@ -183,24 +183,36 @@ def train_on_scene(
         new_states, report = reconstruction.step(scene, states, sources, step, num_steps)
         if step == 0:
             before = report.source_loss / max(len(sources), 1)
+        # Two-stage backward: each view's loss goes back to a detached copy of the new state (its rendering graph
+        # freed after its own backward; the decoder's parameters get their share here), then the summed state
+        # gradient goes through the network once. The same gradient as back-propagating every view through the
+        # network, at one network backward per step instead of one per view.
+        leaves = {name: s.detach().requires_grad_(s.requires_grad) for name, s in new_states.items()}
         sums = {True: 0.0, False: 0.0}
         for view, is_source in supervised:
-            render = reconstruction.render(scene, new_states, view)
+            render = reconstruction.render(scene, leaves, view)
             view_loss = loss.view(render.rgb, view.image) / len(supervised)
-            view_loss.backward(retain_graph=True)
+            if view_loss.requires_grad:
+                view_loss.backward()
             sums[is_source] += float(F.mse_loss(render.rgb.detach(), view.image))
         if config.flatness_weight > 0:
-            flat = sum(flatness_loss(s, epsilon) for s in new_states.values())
-            (config.flatness_weight * flat).backward()
+            flat = sum(flatness_loss(s, epsilon) for s in leaves.values())
+            if flat.requires_grad:
+                (config.flatness_weight * flat).backward()
+        reached = [name for name, leaf in leaves.items() if leaf.grad is not None]
+        if reached:
+            torch.autograd.backward([new_states[n] for n in reached], [leaves[n].grad for n in reached])
         all_reduce_gradients(network.parameters(), context)
         clipped_step(optimizer, network.parameters(), config.clip_norm)
         states = {name: s.detach() for name, s in new_states.items()}
         source_mse = sums[True] / max(len(sources), 1)
-        if targets:
-            with torch.no_grad():
-                target_mse = float(
-                    np.mean([F.mse_loss(reconstruction.render(scene, states, v).rgb, v.image).item() for v in targets])
-                ) if not config.target_supervision else sums[False] / len(targets)
+        if targets and config.target_supervision:
+            target_mse = sums[False] / len(targets)
+    if targets and not config.target_supervision:
+        with torch.no_grad():
+            target_mse = float(
+                np.mean([F.mse_loss(reconstruction.render(scene, states, v).rgb, v.image).item() for v in targets])
+            )
     return IterationReport(source_mse_before=before, source_mse=source_mse, target_mse=target_mse, steps=num_steps)
 
 

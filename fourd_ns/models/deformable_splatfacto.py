@@ -11,11 +11,8 @@ and so that its checkpoint resizing, gsplat ``DefaultStrategy`` wiring, losses a
   (gsplat on CUDA, our tile rasterizer on CPU).
 * ``step_cb`` re-binds optimizers to the live parameters after a checkpoint load, which fixes resuming
   (nerfstudio builds optimizers before loading the checkpoint that replaces every Gaussian parameter).
-* With driving LiDAR in the batch (``lidar_depth``, see `fourd_ns.datasets.depth_prior_dataset`) evaluation reports
-  ``lidar_depth_rmse_m`` / ``lidar_depth_mae_m`` (metres) and ``lidar_depth_absrel`` of the rendered depth (NaN for
-  an image without returns), and ``lidar_depth_loss_weight`` adds an L1 LiDAR depth term. The rendered ``depth``
-  is gsplat's "ED" expected depth: the alpha-normalised blend of the Gaussians' camera-space z (not distance along
-  the ray), in scene units, the same quantity as `fourd_ns.sensors.lidar_projection`'s depth maps.
+* Evaluation (image metrics, LiDAR depth errors) comes from `fourd_ns.models.image_metrics`;
+  ``lidar_depth_loss_weight`` adds an L1 LiDAR depth term on the rendered "ED" depth.
 * ``means``/``quats``/``scales`` read by ``ns-export gaussian-splat`` are the canonical set unless an export time is
   chosen (``export_time`` in the config or the ``FOURD_EXPORT_TIME`` environment variable); the log says which.
 
@@ -25,8 +22,6 @@ Subclasses implement :meth:`DeformableSplatfactoModel.deformation_at` and :meth:
 from __future__ import annotations
 
 import abc
-import math
-import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Type, Union
 
@@ -54,11 +49,8 @@ from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.gaussians.rasterize import rasterize
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
-from fourd_ns.metrics.depth import depth_errors
 from fourd_ns.metrics.lpips import LazyLPIPS
-from fourd_ns.sensors.lidar_projection import downscale_sparse_depth
-
-EXPORT_TIME_ENV = "FOURD_EXPORT_TIME"
+from fourd_ns.models.image_metrics import EXPORT_TIME_ENV, GaussianImageMetrics, chosen_export_time
 
 
 def time_column(means: Float[Tensor, "N 3"], time: float) -> Float[Tensor, "N 1"]:
@@ -101,7 +93,7 @@ class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     LiDAR return (driving datasets with LiDAR only); 0 turns it off."""
 
 
-class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
+class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
     """Splatfacto with canonical Gaussians deformed to the time of each camera (abstract: subclasses supply the field)."""
 
     config: DeformableSplatfactoModelConfig
@@ -378,77 +370,17 @@ class DeformableSplatfactoModel(SplatfactoModel, abc.ABC):
             background = background.expand(H, W, 3)
         return {"rgb": rgb.squeeze(0), "depth": depth, "accumulation": alpha.squeeze(0), "background": background}
 
-    # ---------------------------------------------------------------- evaluation
-    def get_image_metrics_and_images(
-        self, outputs: Dict[str, torch.Tensor], batch: Dict[str, torch.Tensor]
-    ) -> tuple[Dict[str, float], Dict[str, torch.Tensor]]:
-        gt_rgb = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-        predicted_rgb = outputs["rgb"]
-        combined = torch.cat([gt_rgb, predicted_rgb], dim=1)
-        gt = torch.moveaxis(gt_rgb, -1, 0)[None]
-        pred = torch.moveaxis(predicted_rgb, -1, 0)[None]
-        metrics = {"psnr": float(self.psnr(gt, pred).item()), "ssim": float(self.ssim(gt, pred).item())}
-        lpips = self.lpips_metric(pred, gt)
-        if lpips is not None:
-            metrics["lpips"] = float(lpips.item())
-        images = {"img": combined}
-        if outputs.get("depth") is not None:
-            from nerfstudio.utils import colormaps
-
-            images["depth"] = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
-            if "lidar_depth" in batch:
-                lidar = self.lidar_depth_target(outputs["depth"], batch)
-                errors = depth_errors(outputs["depth"][..., 0], lidar)
-                metres = float(batch["metres_per_unit"]) if "metres_per_unit" in batch else 1.0
-                metrics["lidar_depth_rmse_m"] = float(errors["rmse"]) * metres
-                metrics["lidar_depth_mae_m"] = float(errors["mae"]) * metres
-                metrics["lidar_depth_absrel"] = float(errors["absrel"])
-                # LiDAR returns (white where none) next to the rendered depth, on one colour scale
-                returns = (lidar > 0)[..., None]
-                near, far = (float(lidar[lidar > 0].min()), float(lidar.max())) if returns.any() else (None, None)
-                images["lidar_depth"] = torch.cat(
-                    [
-                        colormaps.apply_depth_colormap(lidar[..., None], returns.float(), near, far),
-                        colormaps.apply_depth_colormap(outputs["depth"], outputs["accumulation"], near, far),
-                    ],
-                    dim=1,
-                )
-        return metrics, images
-
-    def lidar_depth_target(self, depth: Float[Tensor, "H W 1"], batch: Dict[str, Tensor]) -> Float[Tensor, "H W"]:
-        """The batch's LiDAR depth (0 = no return) on the device and at the resolution of the rendered ``depth``."""
-        lidar = batch["lidar_depth"][..., 0].to(depth)
-        factor = lidar.shape[0] // depth.shape[0]
-        if factor > 1:
-            lidar = downscale_sparse_depth(lidar, factor)  # coarse-to-fine training renders at 1/2^d
-        if lidar.shape != depth.shape[:2]:
-            raise ValueError(f"LiDAR depth {tuple(lidar.shape)} does not match rendered depth {tuple(depth.shape)}")
-        return lidar
-
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         losses = super().get_loss_dict(outputs, batch, metrics_dict)
         depth = outputs.get("depth")
         if self.config.lidar_depth_loss_weight > 0 and "lidar_depth" in batch and depth is not None:
-            lidar = self.lidar_depth_target(depth, batch)
-            returns = lidar > 0
-            error = (depth[..., 0][returns] - lidar[returns]).abs()
-            l1 = error.mean() if error.numel() else depth.sum() * 0.0
-            losses["lidar_depth_loss"] = self.config.lidar_depth_loss_weight * l1
+            losses["lidar_depth_loss"] = self.config.lidar_depth_loss_weight * self.lidar_depth_l1(depth, batch)
         return losses
 
     # ---------------------------------------------------------------- export
     def export_time(self) -> Optional[float]:
         """The time `ns-export` should write: FOURD_EXPORT_TIME, else the config's export_time, else None."""
-        value = os.environ.get(EXPORT_TIME_ENV)
-        if value is None:
-            return self.config.export_time
-        try:
-            time = float(value)
-        except ValueError as error:
-            raise ValueError(f"{EXPORT_TIME_ENV}={value!r} is not a number; give a time in [0, 1]") from error
-        if not (0.0 <= time <= 1.0) or math.isnan(time):
-            raise ValueError(f"{EXPORT_TIME_ENV}={value!r} is outside [0, 1]")
-        return time
+        return chosen_export_time(self.config.export_time)
 
     def _exported(self) -> Optional[GaussianState]:
         """Deformed Gaussians for external readers (ns-export) when an export time is chosen, else None."""

@@ -43,6 +43,16 @@ class G3RSeedingConfig:
     actor_hold_time: float = 0.0
     """Normalised time an actor keeps its first / last box pose beyond its annotations."""
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "G3RSeedingConfig":
+        """The inverse of ``dataclasses.asdict`` (as stored in a checkpoint's reconstruction.json)."""
+        values = dict(data)
+        lidar = LidarSeedingConfig(**values.pop("lidar", {}))
+        far_values = dict(values.pop("far", {}))
+        if "latitude_range_deg" in far_values:
+            far_values["latitude_range_deg"] = tuple(far_values["latitude_range_deg"])
+        return cls(lidar=lidar, far=FarFieldConfig(**far_values), **values)
+
 
 def seed_g3r_scene(
     driving: DrivingMetadata,

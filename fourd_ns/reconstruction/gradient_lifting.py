@@ -37,13 +37,13 @@ def lift_gradients(
     with torch.enable_grad():
         for index in view_indices:
             loss = view_loss(leaves, index)
-            if not loss.requires_grad:
+            total += float(loss.detach())
+            if not loss.requires_grad:  # nothing of the scene in this view: it counts in the loss, not the gradient
                 continue
             parts = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
             for name, grad in zip(names, parts):
                 if grad is not None:
                     grads[name] += grad
-            total += float(loss.detach())
     return grads, total
 
 

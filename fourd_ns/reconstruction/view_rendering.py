@@ -1,4 +1,4 @@
-"""Rendering activated Gaussians into a `CameraView`, and the photometric / LiDAR terms computed on the render.
+"""Rendering activated Gaussians into a `CameraView` or any nerfstudio-posed pinhole camera.
 
 One function, `render_view`, is the only place the reconstruction methods call the rasterizer
 (`fourd_ns.gaussians.rasterize`: gsplat on CUDA, our tile rasterizer on CPU), so the learned optimizer's gradient
@@ -28,14 +28,18 @@ class ViewRender:
     alpha: Float[Tensor, "H W"]
 
 
-def render_view(
+def render_camera(
     gaussians: GaussianParams,
-    view: CameraView,
+    camera_to_world: Float[Tensor, "3 4"],
+    intrinsics: Float[Tensor, "3 3"],
+    width: int,
+    height: int,
     background: Float[Tensor, "3"] | None = None,
     with_depth: bool = True,
 ) -> ViewRender:
-    """Render ``gaussians`` (world frame) into ``view``'s camera at its resolution."""
-    viewmat = viewmat_from_nerfstudio_c2w(view.camera_to_world[None])
+    """Render ``gaussians`` (world frame) into a nerfstudio-posed pinhole camera; colours are clamped to [0, 1]
+    when a ``background`` is composited."""
+    viewmat = viewmat_from_nerfstudio_c2w(camera_to_world[None])
     render, alpha, _ = rasterize(
         means=gaussians.means,
         quats=gaussians.quats,
@@ -43,25 +47,27 @@ def render_view(
         opacities=gaussians.opacities,
         colors=gaussians.colors,
         viewmats=viewmat,
-        Ks=view.intrinsics[None],
-        width=view.width,
-        height=view.height,
+        Ks=intrinsics[None],
+        width=width,
+        height=height,
         render_mode="RGB+ED" if with_depth else "RGB",
         packed=False,
     )
     render, alpha = render[0], alpha[0, ..., 0]
     rgb = render[..., :3]
     if background is not None:
-        rgb = rgb + (1.0 - alpha[..., None]) * background
+        rgb = (rgb + (1.0 - alpha[..., None]) * background).clamp(0.0, 1.0)
     depth = torch.where(alpha > 0, render[..., 3], torch.zeros_like(alpha)) if with_depth else torch.zeros_like(alpha)
-    return ViewRender(rgb=rgb.clamp(0.0, 1.0) if background is not None else rgb, depth=depth, alpha=alpha)
+    return ViewRender(rgb=rgb, depth=depth, alpha=alpha)
 
 
-def lidar_depth_l1(render: ViewRender, view: CameraView) -> Tensor:
-    """Mean |rendered depth − LiDAR depth| over the pixels with a return (0 when the view has none)."""
-    if view.lidar_depth is None:
-        return render.depth.sum() * 0.0
-    returns = view.lidar_depth > 0
-    if not bool(returns.any()):
-        return render.depth.sum() * 0.0
-    return (render.depth[returns] - view.lidar_depth[returns]).abs().mean()
+def render_view(
+    gaussians: GaussianParams,
+    view: CameraView,
+    background: Float[Tensor, "3"] | None = None,
+    with_depth: bool = True,
+) -> ViewRender:
+    """Render ``gaussians`` (world frame) into ``view``'s camera at its resolution."""
+    return render_camera(
+        gaussians, view.camera_to_world, view.intrinsics, view.width, view.height, background, with_depth
+    )
