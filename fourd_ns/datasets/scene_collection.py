@@ -11,7 +11,8 @@ seed the scene and feed the gradient lifting), odd positions are targets (novel 
 
 Logs listed in ``evaluation_logs`` are used for training only through the frames that their evaluation never reads:
 the even positions of the clip (the training half of the every-other split that ``ns-train g3r`` and the
-benchmarks evaluate on); their odd frames are never loaded into a draw.
+benchmarks evaluate on); their odd frames are never loaded into a draw, also when a folder given in ``logs`` holds
+them too.
 """
 
 from __future__ import annotations
@@ -79,8 +80,13 @@ class SceneCollection:
 
     def __init__(self, config: SceneCollectionConfig) -> None:
         self.config = config
-        self.paths = expand_log_folders(tuple(config.logs)) + expand_log_folders(tuple(config.evaluation_logs))
-        self.restricted = set(range(len(self.paths) - len(config.evaluation_logs), len(self.paths)))
+        training = expand_log_folders(tuple(config.logs))
+        evaluation = expand_log_folders(tuple(config.evaluation_logs))
+        # Counted after expansion (an evaluation entry may be a folder of logs), and an evaluation log that a
+        # training folder also holds is drawn only once, restricted: its odd frames must never reach a draw.
+        evaluated = {path.resolve() for path in evaluation}
+        self.paths = [path for path in training if path.resolve() not in evaluated] + evaluation
+        self.restricted = set(range(len(self.paths) - len(evaluation), len(self.paths)))
         if not self.paths:
             raise ValueError("The scene collection is empty: pass --data.logs (log folders or folders of logs)")
         self._logs: Dict[int, DrivingLogViews] = {}

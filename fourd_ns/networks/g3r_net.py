@@ -11,9 +11,10 @@ per-Gaussian head:
 
 The per-Gaussian head matters: G3R updates every Gaussian, and many Gaussians share a voxel, so a voxel-only output
 would give them identical updates. The state enters the network *normalised for geometry*: the position channels
-are replaced by the Gaussian's offset from its voxel centre in voxel units, and log-scales are taken relative to the
-log voxel size, so the network is translation-equivariant (the sparse convolution sees only relative voxel
-positions) and independent of the scene's units. Latent, rotation, colour and opacity channels are passed as they are.
+are replaced by the Gaussian's offset from its voxel centre in voxel units and log-scales are taken relative to the
+log voxel size; with voxel coordinates counted from the part's lowest voxel, Δ does not change when a part is
+shifted by whole voxels (the sparse U-Net, strided levels included, sees only relative voxel positions) and does
+not depend on the scene's units. Latent, rotation, colour and opacity channels are passed as they are.
 
 The update applied by the reconstruction is ``S + γ(t) · step_scale ⊙ Δ`` (see
 `fourd_ns.reconstruction.g3r_reconstruction`); ``step_scale`` is per channel, with positions in voxel units, because
@@ -125,7 +126,10 @@ class PartUpdateNet(nn.Module):
             return inputs.new_zeros(0, self.head[-1].out_features)
         voxels = voxelize(positions, voxel_size)
         pooled = scatter_to_voxels(inputs, voxels.point_to_voxel, voxels.num_voxels, reduce="mean")
-        features = self.unet(SparseTensor(features=pooled, coords=voxels.coords), context=step_code).features
+        # The U-Net's stride-2 levels group voxels by their absolute coordinates (a 2^L-voxel grid); counting
+        # coordinates from the part's lowest voxel makes the grouping, and so Δ, move with the part.
+        coords = voxels.coords - voxels.coords.amin(dim=0)
+        features = self.unet(SparseTensor(features=pooled, coords=coords), context=step_code).features
         per_gaussian = gather_from_voxels(features, voxels.point_to_voxel)
         return torch.tanh(self.head(torch.cat([inputs, per_gaussian], dim=-1)))
 
