@@ -98,3 +98,44 @@ def test_comparisons_fail_on_nan_shape_and_tolerance() -> None:
     many = radii.clone()
     many[0, :10] = 4
     assert not gpu_check.compare_radii(many, radii)["ok"]
+
+
+def test_markdown_of_a_cuda_run() -> None:
+    """The section as a GPU run writes it (the branches the dry run cannot reach): device line, parity table,
+    gsplat's densification beside ours, the speed ratio, spconv against torch, a failed part's last traceback line."""
+    case = gpu_check.PRESETS["tiny"].parity_cases[0]
+    parity = gpu_check.parity_case(case, "cpu", reference="torch")
+    check = {"rel_l2": 2e-4, "max_abs": 1e-3, "tolerance": 1e-3, "ok": True}
+    results = {
+        "command": "python -m benchmarks.gpu_check --device cuda --out OUT", "preset": "full", "budget_s": 420,
+        "elapsed_s": 300,
+        "device": {"device": "cuda", "gpu": "NVIDIA H200", "compute_capability": "9.0", "gpu_memory_gib": 139.8,
+                   "driver": "580.0", "nvcc": "Build cuda_13.0", "torch": "2.11.0", "torch_cuda": "13.0",
+                   "versions": {"gsplat": "1.4.0", "spconv": None}, "python": "3.12.3", "cpu_count": 16,
+                   "machine": "x"},
+        "parts": {
+            "gsplat_build": {"status": "ok", "seconds": 150, "seconds_to_build_or_load": 149.5, "extension": "so"},
+            "parity": {"status": "ok", "seconds": 3, "cases": [parity], "skipped": {"case 2": "time budget spent"},
+                       "tolerances": gpu_check._tolerances(), "passed": True},
+            "densification": {"status": "ok", "seconds": 1, "passed": True, "skipped": {},
+                              "gsplat": {"gaussians_before": 100, "gaussians_after": 150, "grow_grad2d": 1e-3},
+                              "torch": {"gaussians_before": 100, "gaussians_after": 151, "grow_grad2d": 1e-3},
+                              "accumulated_after_step1": {"grad2d": check,
+                                                          "count": {"mismatch_fraction": 0.0, "ok": True}}},
+            "training": {"status": "error", "seconds": 2, "traceback": "Traceback ...\nRuntimeError: CUDA error"},
+            "speed": {"status": "ok", "seconds": 20, "skipped": {}, "cpu_threads": 16,
+                      "repeats": {"gsplat": 20, "torch": 5},
+                      "rows": [{"image": "64x64", "gaussians": 1000, "gsplat_cuda_ms": 1.5, "ours_cuda_ms": 30.0,
+                                "ours_cpu_ms": 20.0}]},
+            "sparse": {"status": "ok", "seconds": 5, "voxels": 10, "points": 10, "network": "default", "skipped": {},
+                       "backends": {"torch": {"forward_backward_ms": 12.0},
+                                    "spconv": {"forward_backward_ms": 3.0, "vs_torch": check}}},
+        },
+    }  # fmt: skip
+    section = gpu_check.render_markdown(results)
+    assert "Device: NVIDIA H200 (compute 9.0, 139.8 GiB), driver 580.0" in section
+    assert "| training | error | 2 | `RuntimeError: CUDA error` |" in section and "### Training" not in section
+    assert "| `image` | 0.0e+00 (0.0e+00) |" in section and "- case 2: skipped (time budget spent)" in section
+    assert "- gsplat's `info`: 100 → 150 Gaussians" in section and "accumulated `grad2d` (ours vs gsplat): rel L2 2.0e-04" in section
+    assert "| 64x64 | 1,000 | 1.50 | 30.0 | 20 | 20.0x |" in section
+    assert "- spconv: 3.0 ms, output vs torch: rel L2 2.0e-04" in section
