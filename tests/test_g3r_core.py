@@ -173,17 +173,29 @@ def random_part(count: int = 200, seed: int = 0, extent: float = 4.0):
     return state, gradient
 
 
-def test_zero_initialised_heads_give_no_update(log, seeded):
+def test_untrained_networks_start_from_no_update_or_a_normalised_descent_step(log, seeded):
     sources, _, scene = seeded
-    network = tiny_network()
     state, gradient = random_part()
-    code = step_encoding(0, 4, network.config.step_encoding_channels)
+    plain = tiny_network(gradient_gain=0.0)  # the paper's network: zero-initialised head, no gradient path
+    code = step_encoding(0, 4, plain.config.step_encoding_channels)
+    assert not any(name.endswith("gradient_gain") for name, _ in plain.named_parameters())
     for kind in PART_KINDS:
-        assert torch.equal(network.update(kind, state, gradient, 0.5, code), torch.zeros_like(state)), kind
-    updated, report = reconstruction(network, log).step(scene, scene.states, sources, 0)
+        assert torch.equal(plain.update(kind, state, gradient, 0.5, code), torch.zeros_like(state)), kind
+    updated, report = reconstruction(plain, log).step(scene, scene.states, sources, 0)
     assert report.gamma == 1.0 and report.source_loss > 0
     for name, value in scene.states.items():
         assert torch.equal(updated[name], value), name  # the untrained optimizer leaves the scene as seeded
+
+    default = tiny_network()  # with the gradient skip path: Δ = tanh(−gain · ĝ) before any training
+    gain = default.config.gradient_gain
+    assert gain > 0
+    with torch.no_grad():
+        for kind in PART_KINDS:
+            expected = torch.tanh(-gain * gradient)
+            assert torch.allclose(default.update(kind, state, gradient, 0.5, code), expected, atol=1e-6), kind
+        states, reports = reconstruction(default, log).run(scene, sources)
+        final = reconstruction(default, log).lift(scene, states, sources)[1]
+    assert final < 0.8 * reports[0].source_loss  # four descent steps on the cosine schedule lower the loss
 
 
 @pytest.mark.parametrize("kind", ["background", "actor"])
