@@ -40,6 +40,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import traceback
@@ -52,11 +53,11 @@ import torch
 SECTION = "gpu-check"
 PART_NAMES = ("gsplat_build", "parity", "densification", "training", "speed", "sparse")
 
-# Parity tolerances on ‖ours − gsplat‖ / ‖gsplat‖ (float64 norms of float32 results; NaN never passes). gsplat's
-# kernels use fast-math exp and another summation order; beyond rounding, a Gaussian that sits exactly at a threshold
-# (alpha 1/255, the transmittance stop, a radius rounded up to the next pixel, which moves its tile footprint) can be
-# composited at a pixel by one and not by the other. That changes a few pixels by up to ~1e-2 and moves gradients
-# more than images, hence the looser gradient bound.
+# Parity tolerances on ‖ours − gsplat‖ / ‖gsplat‖ (float64 norms of float32 results; NaN never passes).
+# gsplat's kernels use fast-math exp and another summation order; beyond rounding, a Gaussian that sits exactly at a
+# threshold (alpha 1/255, the transmittance stop, a radius rounded up to the next pixel, which moves its tile
+# footprint) can be composited at a pixel by one rasterizer and not by the other. That changes a few pixels by up to
+# ~1e-2 and moves gradients more than images, hence the looser gradient bound.
 PROJECTION_REL_TOL = 1e-4
 """``info`` means2d, depths, conics, opacities: pure projection arithmetic."""
 FORWARD_REL_TOL = 1e-3
@@ -110,7 +111,8 @@ class Preset:
 
 def _parity_cases(gaussians: int, width: int, height: int) -> Tuple[ParityCase, ...]:
     return (
-        ParityCase("sh3, 2 cameras, background, RGB+D", gaussians, width, height, 2, 3, "RGB+D", "classic", True, False),
+        ParityCase("sh3, 2 cameras, background, RGB+D", gaussians, width, height, 2, 3, "RGB+D", "classic", True,
+                   False),
         ParityCase("rgb, antialiased, absgrad, RGB+ED", gaussians, width, height, 1, None, "RGB+ED", "antialiased",
                    False, True),
     )  # fmt: skip
@@ -120,7 +122,8 @@ PRESETS: Dict[str, Preset] = {
     "full": Preset(
         parity_cases=_parity_cases(4000, 128, 96), densify_gaussians=2000,
         speed_sizes=((64, 64, 1_000), (128, 128, 10_000), (320, 180, 50_000)),  # benchmarks/rasterizer.py SIZES
-        gsplat_repeats=20, torch_repeats=5, scene_frames=24, scene_width=160, scene_height=90, iterations=300, min_psnr=15.0,
+        gsplat_repeats=20, torch_repeats=5, scene_frames=24, scene_width=160, scene_height=90, iterations=300,
+        min_psnr=15.0,
         sparse_points=200_000, sparse_tiny=False,
     ),
     "tiny": Preset(
@@ -176,7 +179,8 @@ class Context:
 
     def require_time(self, seconds: float, what: str) -> None:
         if self.time_left() < seconds:
-            raise Skip(f"time budget spent ({max(self.time_left(), 0.0):.0f} s left, {what} needs about {seconds:.0f} s)")
+            left = max(self.time_left(), 0.0)
+            raise Skip(f"time budget spent ({left:.0f} s left, {what} needs about {seconds:.0f} s)")
 
     def require_gsplat(self) -> None:
         if self.device != "cuda":
@@ -279,14 +283,19 @@ def part_gsplat_build(ctx: Context) -> dict:
         raise Skip("gsplat builds its CUDA extension only for --device cuda (this is the CPU dry run)")
     if not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but torch sees no CUDA device")
+    # What the build needs besides nvcc, recorded so that a failed build can be read off the JSON.
+    python_h = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    toolchain = {"nvcc": shutil.which("nvcc"), "c++": shutil.which(os.environ.get("CXX", "c++")),
+                 "ninja": shutil.which("ninja"), "Python.h": str(python_h) if python_h.exists() else None}  # fmt: skip
+    print(f"[gpu_check] gsplat JIT build toolchain: {toolchain}", flush=True)
     start = time.perf_counter()
     from gsplat.cuda._backend import _C
 
     seconds = time.perf_counter() - start
     if _C is None:
-        raise RuntimeError("gsplat's CUDA extension is unavailable (gsplat found no nvcc; see its message above)")
+        raise RuntimeError(f"gsplat's CUDA extension is unavailable (gsplat found no nvcc); toolchain: {toolchain}")
     ctx.gsplat_cuda = True
-    return {"seconds_to_build_or_load": seconds, "extension": getattr(_C, "__file__", str(_C))}
+    return {"seconds_to_build_or_load": seconds, "extension": getattr(_C, "__file__", str(_C)), "toolchain": toolchain}
 
 
 # --- rasterizer parity ------------------------------------------------------------------------------------------
@@ -303,7 +312,8 @@ def parity_inputs(case: ParityCase, device: str, seed: int) -> Dict[str, torch.T
     for cam in range(case.cameras):
         angle = math.radians(4.0 * cam)
         view = torch.eye(4)
-        view[0, 0], view[0, 2], view[2, 0], view[2, 2] = math.cos(angle), math.sin(angle), -math.sin(angle), math.cos(angle)
+        cos, sin = math.cos(angle), math.sin(angle)
+        view[0, 0], view[0, 2], view[2, 0], view[2, 2] = cos, sin, -sin, cos
         view[0, 3] = -0.1 * cam
         viewmats.append(view)
     scene["viewmats"] = torch.stack(viewmats)
@@ -388,7 +398,8 @@ def parity_case(case: ParityCase, device: str, reference: str = "gsplat", seed: 
             mask = ref["alpha"][..., 0] >= ED_MIN_ALPHA
             checks[key] = compare_tensors(ours[key], value, FORWARD_REL_TOL, mask=mask)
         elif value is None or ours.get(key) is None:
-            checks[key] = {"ok": False, "error": f"missing: reference {value is not None}, ours {ours.get(key) is not None}"}
+            present = f"reference {value is not None}, ours {ours.get(key) is not None}"
+            checks[key] = {"ok": False, "error": f"missing: {present}"}
         else:
             tolerance = (GRADIENT_REL_TOL if key.startswith(("grad.", "absgrad.")) else
                          PROJECTION_REL_TOL if key.startswith("info.") else FORWARD_REL_TOL)  # fmt: skip
@@ -576,15 +587,17 @@ def part_training(ctx: Context) -> dict:
         start = time.perf_counter()
         try:
             ctx.require_time(TRAINING_MIN_SECONDS, f"training {method}")
-            results[method] = {"status": "ok", **train_method(method, TRAINING_CASES.get(method, TrainingCase("nerfies")), ctx)}
+            case = TRAINING_CASES.get(method, TrainingCase("nerfies"))
+            results[method] = {"status": "ok", **train_method(method, case, ctx)}
         except Skip as reason:
             results[method] = {"status": "skipped", "message": str(reason)}
         except Exception:  # one method's failure must not hide the next one's result
             results[method] = {"status": "error", "traceback": traceback.format_exc()}
         results[method]["seconds"] = round(time.perf_counter() - start, 1)
     ran = [r for r in results.values() if r["status"] != "skipped"]
-    return {"iterations": ctx.preset.iterations, "schedule": "quickstart + " + " ".join(compressed_schedule(ctx.preset.iterations)),
-            "methods": results, "passed": bool(ran) and all(r["status"] == "ok" and r["passed"] for r in ran)}  # fmt: skip
+    schedule = "quickstart + " + " ".join(compressed_schedule(ctx.preset.iterations))
+    passed = bool(ran) and all(r["status"] == "ok" and r["passed"] for r in ran)
+    return {"iterations": ctx.preset.iterations, "schedule": schedule, "methods": results, "passed": passed}
 
 
 # --- speed ------------------------------------------------------------------------------------------------------
@@ -608,7 +621,8 @@ def time_rasterize(width: int, height: int, gaussians: int, device: str, backend
 
 def part_speed(ctx: Context) -> dict:
     p = ctx.preset
-    columns = [("gsplat_cuda_ms", "cuda", "gsplat", p.gsplat_repeats), ("ours_cuda_ms", "cuda", "torch", p.torch_repeats),
+    columns = [("gsplat_cuda_ms", "cuda", "gsplat", p.gsplat_repeats),
+               ("ours_cuda_ms", "cuda", "torch", p.torch_repeats),
                ("ours_cpu_ms", "cpu", "torch", p.torch_repeats)]  # fmt: skip
     rows, skipped = [], {}
     for width, height, gaussians in p.speed_sizes:
@@ -674,7 +688,8 @@ def part_sparse(ctx: Context) -> dict:
         results[name] = {"forward_backward_ms": median_ms(step, ctx.device, repeats, warmup=1)}
     if "spconv" in outputs:
         results["spconv"]["vs_torch"] = compare_tensors(outputs["spconv"], outputs["torch"], FORWARD_REL_TOL)
-    return {"voxels": voxels.num_voxels, "points": ctx.preset.sparse_points, "network": "tiny" if ctx.preset.sparse_tiny else "default",
+    network = "tiny" if ctx.preset.sparse_tiny else "default"
+    return {"voxels": voxels.num_voxels, "points": ctx.preset.sparse_points, "network": network,
             "backends": results, "skipped": skipped}  # fmt: skip
 
 
@@ -717,7 +732,7 @@ def _parity_markdown(part: dict) -> List[str]:
     t = part["tolerances"]
     lines = [
         "### Rasterizer parity: our tile rasterizer vs gsplat, both on CUDA tensors", "",
-        f"Relative L2 error ‖ours − gsplat‖ / ‖gsplat‖ (largest absolute difference in brackets). Tolerances: "
+        "Relative L2 error ‖ours − gsplat‖ / ‖gsplat‖ (largest absolute difference in brackets). Tolerances: "
         f"projection (`info` tensors) {t['projection_rel_l2']:g}, image / alpha / depth {t['forward_rel_l2']:g}, "
         f"gradients {t['gradient_rel_l2']:g}; radii may differ for a fraction {t['radii_mismatch_fraction']:g} of "
         f"(camera, Gaussian) pairs, by one pixel at most; expected depth is compared where alpha ≥ "
@@ -783,7 +798,8 @@ def _speed_markdown(part: dict) -> List[str]:
     lines = [f"### Rasterizer speed, full `rasterize` (SH degree 3) forward+backward, median ms "
              f"(gsplat {part['repeats']['gsplat']} runs, ours {part['repeats']['torch']}, after warm-up; "
              f"CPU with {part['cpu_threads']} torch threads)", "",
-             "| image | Gaussians | gsplat CUDA | ours CUDA | ours CPU | ours CUDA / gsplat |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "| image | Gaussians | gsplat CUDA | ours CUDA | ours CPU | ours CUDA / gsplat |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for row in part["rows"]:
         ratio = (f"{row['ours_cuda_ms'] / row['gsplat_cuda_ms']:.1f}x"
                  if row.get("ours_cuda_ms") and row.get("gsplat_cuda_ms") else "-")  # fmt: skip
@@ -799,7 +815,8 @@ def _sparse_markdown(part: dict) -> List[str]:
     for name, run in part["backends"].items():
         extra = ""
         if "vs_torch" in run:
-            extra = f", output vs torch: rel L2 {run['vs_torch']['rel_l2']:.1e}" + ("" if run["vs_torch"]["ok"] else " **FAIL**")
+            vs = run["vs_torch"]
+            extra = f", output vs torch: rel L2 {vs['rel_l2']:.1e}" + ("" if vs["ok"] else " **FAIL**")
         lines.append(f"- {name}: {run['forward_backward_ms']:.1f} ms{extra}")
     lines += [f"- {name}: skipped ({reason})" for name, reason in part.get("skipped", {}).items()]
     return lines
@@ -822,6 +839,7 @@ def render_markdown(results: dict) -> str:
     else:
         where = "CPU only (dry run)"
     versions = ", ".join(f"{k} {v}" for k, v in d["versions"].items() if v)
+    commit = results.get("reported_commit")
     lines = [
         "## GPU check (CUDA path)", "",
         f"Command: `{results['command']}` (see `docs/gpu_check.md`)  ",
@@ -829,7 +847,7 @@ def render_markdown(results: dict) -> str:
         f"{d['cpu_count']} CPU cores  ",
         f"Machine: {d['machine']}  ",
         f"Run: {results.get('elapsed_s', 0):.0f} s of a {results['budget_s']:.0f} s budget, preset "
-        f"`{results['preset']}`" + (f"; reported at commit {results['reported_commit']}" if results.get("reported_commit") else ""),
+        f"`{results['preset']}`" + (f"; reported at commit {commit}" if commit else ""),
         "", "| part | status | seconds | note |", "|---|---|---|---|",
     ]  # fmt: skip
     for name, part in results["parts"].items():
@@ -884,14 +902,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--out", type=Path, help="folder for gpu_check.json and gpu_check.md")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes (default: full on cuda, tiny on cpu)")
-    parser.add_argument("--iterations", type=int, default=None, help="training iterations per method (preset's if unset)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="sizes (default: full on cuda, tiny on cpu)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="training iterations per method (default: the preset's)")
     parser.add_argument("--budget-s", type=float, default=420.0, help="total time budget; later steps are skipped")
     parser.add_argument("--parts", nargs="+", choices=PART_NAMES, default=list(PART_NAMES))
     parser.add_argument("--methods", nargs="+", default=None,
                         help="methods to train (default: deform4d, flag4d, g3r, flux4d and any other registered one)")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "fourd_ns_gpu_check",
-                        help="scratch: scenes and training runs (kept out of --out, whose files the device tool returns)")
+                        help="scratch: scenes and training runs (not under --out, whose files the device tool returns)")
     parser.add_argument("--build-dir", type=Path, default=Path("/tmp/fourd_ns_gsplat_build"),
                         help="TORCH_EXTENSIONS_DIR for gsplat's JIT build")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="MAX_JOBS of the JIT build")

@@ -48,11 +48,13 @@ def test_cpu_dry_run_reports_every_part(tiny_scene: Path, tmp_path: Path) -> Non
     assert "--device cuda" in parts["speed"]["skipped"]["gsplat_cuda_ms"]
     assert parts["sparse"]["status"] in ("ok", "skipped")
     if parts["sparse"]["status"] == "ok":
-        assert parts["sparse"]["backends"]["torch"]["forward_backward_ms"] > 0 and "spconv" in parts["sparse"]["skipped"]
+        assert parts["sparse"]["backends"]["torch"]["forward_backward_ms"] > 0
+        assert "spconv" in parts["sparse"]["skipped"]
 
     section = (out / "gpu_check.md").read_text()
     assert section.startswith("## GPU check (CUDA path)") and "CPU only (dry run)" in section
-    for heading in ("| gsplat_build | skipped", "### One DefaultStrategy refinement", "### Training", "### Rasterizer speed"):
+    for heading in ("| gsplat_build | skipped", "### One DefaultStrategy refinement", "### Training",
+                    "### Rasterizer speed"):
         assert heading in section
 
     benchmarks_md = gpu_check.report(out / "gpu_check.json", tmp_path / "benchmarks.md")
@@ -67,7 +69,8 @@ def test_parity_of_our_rasterizer_with_itself_passes_every_check() -> None:
         result = gpu_check.parity_case(case, "cpu", reference="torch", seed=seed)
         checks = result["checks"]
         expected = {"image", "alpha", "depth", "info.means2d", "info.radii", "grad.info.means2d", "grad.means",
-                    "grad.quats", "grad.scales", "grad.opacities", "grad.colors", "grad.viewmats", "info.sizes"}  # fmt: skip
+                    "grad.quats", "grad.scales", "grad.opacities", "grad.colors", "grad.viewmats",
+                    "info.sizes"}  # fmt: skip
         assert expected <= set(checks), sorted(checks)
         assert ("grad.backgrounds" in checks) == case.backgrounds and ("absgrad.info.means2d" in checks) == case.absgrad
         assert result["passed"], checks
@@ -136,6 +139,7 @@ def test_markdown_of_a_cuda_run() -> None:
     assert "Device: NVIDIA H200 (compute 9.0, 139.8 GiB), driver 580.0" in section
     assert "| training | error | 2 | `RuntimeError: CUDA error` |" in section and "### Training" not in section
     assert "| `image` | 0.0e+00 (0.0e+00) |" in section and "- case 2: skipped (time budget spent)" in section
-    assert "- gsplat's `info`: 100 → 150 Gaussians" in section and "accumulated `grad2d` (ours vs gsplat): rel L2 2.0e-04" in section
+    assert "- gsplat's `info`: 100 → 150 Gaussians" in section
+    assert "accumulated `grad2d` (ours vs gsplat): rel L2 2.0e-04" in section
     assert "| 64x64 | 1,000 | 1.50 | 30.0 | 20 | 20.0x |" in section
     assert "- spconv: 3.0 ms, output vs torch: rel L2 2.0e-04" in section
