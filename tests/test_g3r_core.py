@@ -61,10 +61,14 @@ def randomise_heads(network: G3RLearnedOptimizer, seed: int = 1, std: float = 0.
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory) -> DrivingLogViews:
+def log_root(tmp_path_factory) -> Path:
+    return pf.write_pandaset_log(tmp_path_factory.mktemp("g3r") / "001", num_frames=6).root
+
+
+@pytest.fixture(scope="module")
+def log(log_root) -> DrivingLogViews:
     """The 6-frame fixture log, front camera at 64 × 36, read as views."""
-    root = pf.write_pandaset_log(tmp_path_factory.mktemp("g3r") / "001", num_frames=6).root
-    return read_log_views(root, PARSER)
+    return read_log_views(log_root, PARSER)
 
 
 @pytest.fixture(scope="module")
@@ -364,7 +368,7 @@ def test_views_and_cameras_round_trip(log):
         cameras_from_views([])
 
 
-def test_seeding_uses_only_the_source_frames(log, seeded):
+def test_seeding_uses_only_the_source_frames(log, log_root, seeded):
     sources, targets, scene = seeded
     assert list(scene.kinds.values())[0] == "background" and scene.names_of("far") == ["far"]
     assert scene.names_of("actor") and all(state.shape[1] == CHANNELS for state in scene.states.values())
@@ -388,9 +392,11 @@ def test_seeding_uses_only_the_source_frames(log, seeded):
     assert "far" not in without_far.states
     assert torch.equal(without_far.states["background"], scene.states["background"])  # same seed, same latents
 
-    no_lidar = [CameraView(v.camera_to_world, v.intrinsics, v.image, v.time, v.frame_index) for v in sources]
-    with pytest.raises(ValueError, match="none of the 3 source views has a LiDAR sweep"):
-        seed_g3r_scene(log.driving, no_lidar, SEEDING, LATENT_DIM)
+    without_lidar = read_log_views(log_root, PandaSetDataParserConfig(cameras=("front",), load_lidar=False,
+                                                                      max_seed_points=1))  # fmt: skip
+    assert all(v.lidar_sweep == -1 and v.lidar_depth is None for v in without_lidar.views)
+    with pytest.raises(ValueError, match="none of the 3 source views has a LiDAR sweep.*--load-lidar True"):
+        seed_g3r_scene(without_lidar.driving, without_lidar.views[::2], SEEDING, LATENT_DIM)
 
 
 # ------------------------------------------------------------------------------------------------ scene collection
