@@ -69,7 +69,15 @@ echo "[prepare_gpu_wheels] downloading ${#SPECS[@]} wheels for CPython $PY_VERSI
   --python-version "$PY_VERSION" --implementation cp "${PLATFORMS[@]}" -d "$DEST" "${SPECS[@]}" \
   2> >(grep -v "^WARNING: Location" >&2)
 echo "[prepare_gpu_wheels] building the fourd_ns wheel"
-"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$DEST" . 2> >(grep -v "^WARNING: Location" >&2)
+# From a copy of exactly the files that travel with the call (tracked, and untracked but not ignored): no stale
+# build/ or egg-info of this checkout can leak into the wheel, and nothing is written into the checkout.
+src="$(mktemp -d)"
+trap 'rm -rf "$src"' EXIT
+travelling_files() {  # tracked (and not deleted) or untracked-but-not-ignored, NUL-separated
+  git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' _
+}
+travelling_files | xargs -0 cp --parents -t "$src"
+"$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$DEST" "$src" 2> >(grep -v "^WARNING: Location" >&2)
 
 count="$(ls "$DEST"/*.whl | wc -l)"
 if [ "$count" -ne $((${#SPECS[@]} + 1)) ]; then
@@ -77,7 +85,7 @@ if [ "$count" -ne $((${#SPECS[@]} + 1)) ]; then
 fi
 wheels="$(du -cb "$DEST"/*.whl | tail -1 | cut -f1)"
 # What else travels with the call: tracked files and untracked files that git does not ignore.
-tree="$(git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | awk '/\ttotal$/ {s += $1} END {print s + 0}')"
+tree="$(travelling_files | xargs -0 du -cb | awk '/\ttotal$/ {s += $1} END {print s + 0}')"
 limit=$((LIMIT_MIB * 1024 * 1024))
 ls -l "$DEST" | awk 'NR > 1 {printf "  %8.1f KiB  %s\n", $5 / 1024, $9}'
 awk -v w="$wheels" -v t="$tree" -v l="$LIMIT_MIB" 'BEGIN {
