@@ -74,7 +74,7 @@ echo "[prepare_gpu_wheels] building the fourd_ns wheel"
 src="$(mktemp -d)"
 trap 'rm -rf "$src"' EXIT
 travelling_files() {  # tracked (and not deleted) or untracked-but-not-ignored, NUL-separated
-  git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' _
+  git ls-files -z --cached --others --exclude-standard | xargs -0 sh -c 'for f; do if [ -f "$f" ]; then printf "%s\0" "$f"; fi; done' _
 }
 travelling_files | xargs -0 cp --parents -t "$src"
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$DEST" "$src" 2> >(grep -v "^WARNING: Location" >&2)
