@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional, Tuple
+from typing import List, Literal, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -135,17 +135,36 @@ class PartUpdateNet(nn.Module):
         positions: Float[Tensor, "N 3"],
         voxel_size: float,
         step_code: Float[Tensor, "E"],
+        part_sizes: Optional[Sequence[int]] = None,
     ) -> Float[Tensor, "N C"]:
-        """Bounded update Δ ∈ (−1, 1) for each of the N Gaussians."""
+        """Bounded update Δ ∈ (−1, 1) for each of the N Gaussians.
+
+        ``part_sizes`` splits the rows into consecutive parts (e.g. all actors of a scene) that are run through the
+        U-Net in one call: each part is voxelised on its own, its voxel coordinates are counted from its lowest
+        voxel (the U-Net's stride-2 levels group voxels by absolute coordinates; this makes the grouping, and so Δ,
+        move with the part), and parts are laid side by side along x with a gap of two coarsest-level voxels, so no
+        convolution at any level reaches from one part into another. The norm layers' statistics are then shared
+        by the batched parts.
+        """
         if inputs.shape[0] == 0:
             return inputs.new_zeros(0, self.head[-1].out_features)
-        voxels = voxelize(positions, voxel_size)
-        pooled = scatter_to_voxels(inputs, voxels.point_to_voxel, voxels.num_voxels, reduce="mean")
-        # The U-Net's stride-2 levels group voxels by their absolute coordinates (a 2^L-voxel grid); counting
-        # coordinates from the part's lowest voxel makes the grouping, and so Δ, move with the part.
-        coords = voxels.coords - voxels.coords.amin(dim=0)
-        features = self.unet(SparseTensor(features=pooled, coords=coords), context=step_code).features
-        per_gaussian = gather_from_voxels(features, voxels.point_to_voxel)
+        sizes = [inputs.shape[0]] if part_sizes is None else [int(n) for n in part_sizes]
+        align = 2 ** len(self.unet.config.encoder_channels)
+        coords, rows, shift, first = [], [], 0, 0
+        for chunk in torch.split(positions, sizes):
+            if chunk.shape[0] == 0:
+                continue
+            voxels = voxelize(chunk, voxel_size)
+            local = voxels.coords - voxels.coords.amin(dim=0)
+            local[:, 0] += shift
+            shift += (int(local[:, 0].max()) - shift + 1 + 2 * align + align - 1) // align * align
+            coords.append(local)
+            rows.append(voxels.point_to_voxel + first)
+            first += voxels.num_voxels
+        point_to_voxel = torch.cat(rows)
+        pooled = scatter_to_voxels(inputs, point_to_voxel, first, reduce="mean")
+        features = self.unet(SparseTensor(features=pooled, coords=torch.cat(coords)), context=step_code).features
+        per_gaussian = gather_from_voxels(features, point_to_voxel)
         update = self.head(torch.cat([inputs, per_gaussian], dim=-1))
         if self.gradient_gain is not None:
             update = update - F.softplus(self.gradient_gain) * gradient
@@ -196,3 +215,24 @@ class G3RLearnedOptimizer(nn.Module):
         net = self.nets["shared" if self.config.networks == "shared" else kind]
         inputs = self.network_inputs(kind, state, gradient, voxel_size)
         return net(inputs, gradient, state[:, POSITION].detach(), voxel_size, step_code)
+
+    def update_parts(
+        self,
+        kind: str,
+        states: Sequence[Float[Tensor, "Ni C"]],
+        gradients: Sequence[Float[Tensor, "Ni C"]],
+        voxel_size: float,
+        step_code: Float[Tensor, "E"],
+    ) -> List[Float[Tensor, "Ni C"]]:
+        """Δ for several parts of one kind in one network call (a scene's actors; see `PartUpdateNet.forward`)."""
+        if kind not in PART_KINDS:
+            raise ValueError(f"Unknown part kind {kind!r}; expected one of {PART_KINDS}")
+        sizes = [int(state.shape[0]) for state in states]
+        if sum(sizes) == 0:
+            return [state.new_zeros(state.shape) for state in states]
+        net = self.nets["shared" if self.config.networks == "shared" else kind]
+        state = torch.cat(list(states))
+        gradient = torch.cat(list(gradients))
+        inputs = self.network_inputs(kind, state, gradient, voxel_size)
+        delta = net(inputs, gradient, state[:, POSITION].detach(), voxel_size, step_code, part_sizes=sizes)
+        return list(torch.split(delta, sizes))

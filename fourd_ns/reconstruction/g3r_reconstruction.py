@@ -158,15 +158,17 @@ class G3RReconstruction:
         device = next(iter(states.values())).device
         code = step_encoding(step, total, self.network.config.step_encoding_channels).to(device)
         updated = {}
-        for name, state in states.items():
-            kind = part_kind(name)
-            if state.shape[0] == 0:
-                updated[name] = state
+        for kind in ("background", "actor", "far"):
+            names = [name for name in states if part_kind(name) == kind and states[name].shape[0] > 0]
+            if not names:
                 continue
-            voxel = self.voxel_size(kind, state)
-            delta = self.network.update(kind, state, grads[name], voxel, code)
-            scale = channel_step_scale(self.config, state.shape[1], voxel, state.device)
-            updated[name] = state + gamma * scale * delta
+            # One network call per kind: a scene's actors (often dozens) go through the U-Net together.
+            voxel = self.voxel_size(kind, torch.cat([states[name] for name in names]))
+            deltas = self.network.update_parts(kind, [states[n] for n in names], [grads[n] for n in names], voxel, code)
+            scale = channel_step_scale(self.config, states[names[0]].shape[1], voxel, device)
+            for name, delta in zip(names, deltas):
+                updated[name] = states[name] + gamma * scale * delta
+        updated = {name: updated.get(name, state) for name, state in states.items()}
         return updated, StepReport(step=step, gamma=gamma, source_loss=loss)
 
     def run(
