@@ -32,16 +32,18 @@ def train_args(
     name: str,
     extra: Optional[List[str]] = None,
     dataparser: Sequence[str] = ("nerfies-data", "--downscale-factor", "2"),
+    schedule: bool = True,
 ) -> List[str]:
-    """ns-train arguments: the quickstart schedule plus ``extra`` model flags, then the ``dataparser`` subcommand and
-    its flags (default: a synthetic Nerfies scene at ``rgb/2x``)."""
+    """ns-train arguments: the quickstart schedule (unless ``schedule`` is False: methods without a deformation
+    network, e.g. g3r) plus ``extra`` model flags, then the ``dataparser`` subcommand and its flags (default: a
+    synthetic Nerfies scene at ``rgb/2x``)."""
     return [
         method, "--data", str(scene), "--machine.device-type", device, "--vis", "tensorboard",
         "--viewer.quit-on-train-completion", "True", "--output-dir", str(output_dir),
         "--experiment-name", "benchmark", "--timestamp", name,
         "--max-num-iterations", str(iterations), "--steps-per-save", str(iterations),
         "--steps-per-eval-all-images", "1000000",
-        *schedule_args(method), *(extra or []), *dataparser,
+        *(schedule_args(method) if schedule else []), *(extra or []), *dataparser,
     ]  # fmt: skip
 
 
@@ -73,6 +75,8 @@ def train_and_evaluate(args: List[str]) -> dict:
     trainer.train()
     train_seconds = time.perf_counter() - start
     num_gaussians = trainer.pipeline.model.num_points
+    # Work a method does before its first iteration that belongs to its reconstruction time (g3r's seeding).
+    setup_seconds = float(getattr(trainer.pipeline, "seeding_seconds", 0.0))
     del trainer
     _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
     metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
@@ -84,6 +88,7 @@ def train_and_evaluate(args: List[str]) -> dict:
         "lpips": metrics.get("lpips"),
         "num_test_views": len(pipeline.datamanager.eval_dataset),
         "train_seconds": train_seconds,
+        "method_setup_seconds": setup_seconds,
         "iterations": iterations,
         "iterations_per_second": iterations / train_seconds,
         "gaussians": num_gaussians,

@@ -85,6 +85,8 @@ class G3RModelConfig(SplatfactoModelConfig):
     num_steps: int = 24
     """Learned-optimizer steps T (the paper: 24; G3R turbo: 12). The γ(t) schedule and step encoding are functions
     of t / T, so weights trained with any T run at another."""
+    step_schedule: Optional[Literal["cosine", "constant"]] = None
+    """Step size γ(t): None keeps the weights' training setting; "constant" is the paper's "no γ(t)" ablation."""
     finetune_steps: int = 0
     """Per-scene fine-tuning iterations after the learned steps (0: pure G3R)."""
     finetune_position_step: float = 1.6e-4
@@ -133,6 +135,8 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
             self.decoder = inputs.network.decoder
             self._set_parts(inputs.scene.states)
             steps = dataclasses.replace(inputs.steps, num_steps=self.config.num_steps)
+            if self.config.step_schedule is not None:
+                steps = dataclasses.replace(steps, schedule=self.config.step_schedule)
             # The update networks are kept out of the state dict: a plain attribute, not a registered module.
             object.__setattr__(self, "_network", inputs.network)
             self.reconstruction = G3RReconstruction(inputs.network, steps, inputs.metres_per_unit)

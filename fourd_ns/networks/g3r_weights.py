@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 import huggingface_hub
 
-from fourd_ns.learning.checkpoints import MODEL_CONFIG_NAME, MODEL_WEIGHTS_NAME, checkpoint_folders, load_model_weights, read_model_config
+from fourd_ns.learning.checkpoints import MODEL_CONFIG_NAME, MODEL_WEIGHTS_NAME, load_model_weights, read_model_config
 from fourd_ns.networks.g3r_net import G3RLearnedOptimizer, G3RNetworkConfig
 
 RECONSTRUCTION_SETTINGS = "reconstruction.json"
@@ -44,16 +44,24 @@ class G3RWeights:
     """Where the weights came from (for logs)."""
 
 
+def _holds_weights(folder: Path) -> bool:
+    """A complete weights folder (a checkpoint's ``*.partial`` folder of an interrupted save is not one)."""
+    return not folder.name.endswith(".partial") and (folder / MODEL_CONFIG_NAME).is_file() and (
+        folder / MODEL_WEIGHTS_NAME
+    ).is_file()
+
+
 def locate_g3r_weights(name_or_path: Union[str, Path, None], revision: Optional[str] = None) -> tuple[Path, str]:
     """(checkpoint folder, description); raises FileNotFoundError naming what was tried and how to get weights."""
     if name_or_path is None or str(name_or_path) == "":
         raise FileNotFoundError("No G3R weights given (--pipeline.model.weights).\n" + HOW_TO_GET_WEIGHTS)
     path = Path(name_or_path).expanduser()
     if path.is_dir() and not (path / MODEL_CONFIG_NAME).is_file():
-        folders = checkpoint_folders(path)
+        folders = [folder for folder in (path / "checkpoints").glob("step-*") if _holds_weights(folder)]
         if folders:
-            return folders[-1], f"{folders[-1]} (newest checkpoint of the run folder {path})"
-    if (path / MODEL_CONFIG_NAME).is_file() and (path / MODEL_WEIGHTS_NAME).is_file():
+            newest = max(folders, key=lambda folder: int(folder.name.split("-", 1)[1]))
+            return newest, f"{newest} (newest checkpoint of the run folder {path})"
+    if _holds_weights(path):
         return path, str(path)
     tried = [f"a checkpoint or run folder at {path.resolve()}: "
              + ("has no config.json + model.safetensors and no checkpoints/step-*" if path.exists() else "does not exist")]

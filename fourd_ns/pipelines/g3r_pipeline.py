@@ -12,6 +12,7 @@ empty model that the checkpoint fills, and never need the weights file.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Type
 
@@ -32,7 +33,8 @@ from fourd_ns.sensors.driving_metadata import get_driving_metadata
 
 @dataclass
 class G3RPipelineConfig(InitializedPipelineConfig):
-    """Pipeline of g3r: weights + LiDAR seeding of the scene before the model is built."""
+    """Pipeline of g3r: weights + LiDAR seeding of the scene before the model is built (``initializer`` is not
+    used: the scene is seeded per part from the training frames' LiDAR)."""
 
     _target: Type = field(default_factory=lambda: G3RPipeline)
     model: G3RModelConfig = field(default_factory=G3RModelConfig)
@@ -52,6 +54,12 @@ class G3RPipeline(InitializedPipeline):
     """See the module docstring."""
 
     config: G3RPipelineConfig
+    seeding_seconds: float = 0.0
+    """Wall-clock time of seeding the scene (part of a reconstruction's time, next to the learned steps)."""
+
+    def initial_seed_points(self, device: str) -> SeedPoints:
+        """None: g3r seeds its neural Gaussians from LiDAR per part (`setup_model`), not from an initializer."""
+        return None
 
     def seeding_config(self, trained: dict) -> G3RSeedingConfig:
         seeding = G3RSeedingConfig.from_dict(trained) if trained else G3RSeedingConfig()
@@ -100,7 +108,9 @@ class G3RPipeline(InitializedPipeline):
             seeding = self.seeding_config(weights.settings.get("seeding", {}))
             sources = self.source_views()
             generator = torch.Generator().manual_seed(self.config.latent_seed)
+            start = time.perf_counter()
             scene = seed_g3r_scene(driving, sources, seeding, weights.network.config.latent_dim, generator)
+            self.seeding_seconds = time.perf_counter() - start
             CONSOLE.log(
                 f"g3r: seeded {scene.num_gaussians} neural Gaussians ({len(scene.names_of('actor'))} actors) from "
                 f"{len(sources)} source views"

@@ -94,13 +94,7 @@ class InitializedPipeline(VanillaPipeline):
             device=device, test_mode=test_mode, world_size=world_size, local_rank=local_rank
         )
         self.initialization: Optional[InitializerResult] = None
-        if test_mode == "val":
-            self.initialization = load_or_compute_initialization(
-                config.initializer.setup(), self.initializer_inputs(), config.run_dir, device=device
-            )
-            seed_points = self.initialization.seed_points()
-        else:
-            seed_points = self.dataparser_points()
+        seed_points = self.initial_seed_points(device) if test_mode == "val" else self.dataparser_points()
         self.datamanager.to(device)
         if self.datamanager.train_dataset is None:
             raise ValueError(f"The datamanager of {config.datamanager.data} has no training dataset")
@@ -112,6 +106,13 @@ class InitializedPipeline(VanillaPipeline):
         if world_size > 1:
             self._model = typing.cast(Model, DDP(self._model, device_ids=[local_rank], find_unused_parameters=True))
             dist.barrier(device_ids=[local_rank])
+
+    def initial_seed_points(self, device: str) -> SeedPoints:
+        """Run the initializer (through its cache in ``run_dir``) and return its seed points; ``ns-train`` only."""
+        self.initialization = load_or_compute_initialization(
+            self.config.initializer.setup(), self.initializer_inputs(), self.config.run_dir, device=device
+        )
+        return self.initialization.seed_points()
 
     def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
         """``config.model.setup`` for the training dataset and the seed points; subclasses that adjust the model's
