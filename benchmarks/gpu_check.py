@@ -142,12 +142,15 @@ class TrainingCase:
     scene: str
     """``nerfies``: a ``fourd-synth`` bell read by ``nerfies-data``; ``driving``: a ``fourd-synth-driving`` log
     (preset ``small``) read by ``pandaset-data``."""
+    learned_optimizer: bool = False
+    """g3r-style: no deformation schedule; the run is 12 learned steps with an untrained tiny learned optimizer
+    (its gradient skip path descends; `g3r_weights`) and then fine-tuning for the rest of the iterations."""
 
 
 TRAINING_CASES: Dict[str, TrainingCase] = {
     "deform4d": TrainingCase("nerfies"),
     "flag4d": TrainingCase("nerfies"),
-    "g3r": TrainingCase("driving"),
+    "g3r": TrainingCase("driving", learned_optimizer=True),
     "flux4d": TrainingCase("driving"),
 }
 """Methods the training part expects, in order. Registered fourd_ns methods missing here train on the ``nerfies``
@@ -564,14 +567,34 @@ def training_scene(kind: str, ctx: Context) -> Tuple[Path, Tuple[str, ...]]:
     raise ValueError(f"unknown training scene {kind!r}; add it to training_scene()")
 
 
+def g3r_weights(ctx: Context) -> Path:
+    """An untrained tiny G3R learned optimizer in the checkpoint format (no trained weights travel to the GPU)."""
+    from fourd_ns.learning import write_model_folder
+    from fourd_ns.networks.g3r_net import TINY_NETWORK, G3RLearnedOptimizer, G3RNetworkConfig
+
+    folder = ctx.work_dir / "g3r-untrained"
+    if not (folder / "model.safetensors").exists():
+        torch.manual_seed(0)
+        config = G3RNetworkConfig(**TINY_NETWORK)
+        write_model_folder(folder, G3RLearnedOptimizer(config), config.to_dict())
+    return folder
+
+
 def train_method(method: str, case: TrainingCase, ctx: Context) -> dict:
     """``ns-train <method>`` in-process (``benchmarks.train_eval``) on ``ctx.device``, then its test-camera metrics."""
     from benchmarks.train_eval import train_and_evaluate, train_args
 
     scene, dataparser = training_scene(case.scene, ctx)
     iterations = ctx.preset.iterations
-    args = train_args(method, scene, ctx.work_dir / "runs", iterations, ctx.device, method,
-                      extra=compressed_schedule(iterations), dataparser=dataparser)  # fmt: skip
+    if case.learned_optimizer:
+        steps = min(12, iterations)
+        extra = ["--pipeline.model.weights", str(g3r_weights(ctx)), "--pipeline.model.num-steps", str(steps),
+                 "--pipeline.model.finetune-steps", str(iterations - steps)]  # fmt: skip
+        args = train_args(method, scene, ctx.work_dir / "runs", iterations, ctx.device, method, extra=extra,
+                          dataparser=dataparser, schedule=False)  # fmt: skip
+    else:
+        args = train_args(method, scene, ctx.work_dir / "runs", iterations, ctx.device, method,
+                          extra=compressed_schedule(iterations), dataparser=dataparser)  # fmt: skip
     if ctx.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     row = train_and_evaluate(args)

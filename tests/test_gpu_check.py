@@ -23,7 +23,7 @@ def test_cpu_dry_run_reports_every_part(tiny_scene: Path, tmp_path: Path) -> Non
     # conftest's tiny scene is the tiny preset's (bell, 8 frames, 64x36), generated once per session
     (work / "scenes" / gpu_check.scene_folder("nerfies", gpu_check.PRESETS["tiny"])).symlink_to(tiny_scene)
     gpu_check.main(["--device", "cpu", "--preset", "tiny", "--out", str(out), "--work-dir", str(work),
-                    "--methods", "deform4d", "flag4d"])  # fmt: skip
+                    "--methods", "deform4d", "flag4d", "g3r"])  # fmt: skip
 
     results = json.loads((out / "gpu_check.json").read_text())
     parts = results["parts"]
@@ -38,10 +38,11 @@ def test_cpu_dry_run_reports_every_part(tiny_scene: Path, tmp_path: Path) -> Non
     assert densification["torch"]["gaussians_after"] != densification["torch"]["gaussians_before"]
 
     training = parts["training"]["methods"]
-    assert list(training) == ["deform4d", "flag4d"]
+    assert list(training) == ["deform4d", "flag4d", "g3r"]
     for method, row in training.items():
         assert row["status"] == "ok" and math.isfinite(row["psnr"]) and row["iterations"] == 2, (method, row)
-        assert "--machine.device-type cpu" in row["command"] and "WORK/scenes/nerfies-bell-8x64x36" in row["command"]
+        scene = "WORK/scenes/driving-small-seed0" if method == "g3r" else "WORK/scenes/nerfies-bell-8x64x36"
+        assert "--machine.device-type cpu" in row["command"] and scene in row["command"], row["command"]
 
     (row,) = parts["speed"]["rows"]
     assert row["ours_cpu_ms"] > 0 and row["gsplat_cuda_ms"] is None and row["ours_cuda_ms"] is None
