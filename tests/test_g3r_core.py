@@ -267,6 +267,18 @@ def test_empty_parts_get_empty_updates(log, seeded):
     assert not torch.equal(updated["background"], states["background"])
 
 
+def test_batched_parts_equal_separate_calls_without_shared_norm_statistics():
+    """Actors batched into one U-Net call (laid apart in voxel space) get the updates of separate calls when no
+    statistics are shared (norm "none"); with group norm they share the statistics, nothing else."""
+    network = randomise_heads(tiny_network(norm="none"))
+    code = step_encoding(1, 4, network.config.step_encoding_channels)
+    parts = [random_part(count, seed) for count, seed in ((50, 1), (0, 2), (120, 3), (1, 4))]
+    batched = network.update_parts("actor", [s for s, _ in parts], [g for _, g in parts], 0.5, code)
+    for (state, gradient), delta in zip(parts, batched):
+        alone = network.update("actor", state, gradient, 0.5, code)
+        assert delta.shape == state.shape and torch.allclose(delta, alone, atol=1e-5)
+
+
 def test_network_config_round_trip_and_unknown_keys():
     config = G3RNetworkConfig(**TINY_NETWORK, networks="shared", norm="none")
     stored = json.loads(json.dumps(config.to_dict()))
