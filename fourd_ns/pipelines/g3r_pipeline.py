@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Type
+from typing import Literal, Optional, Type
 
 import torch
 from torch.cuda.amp.grad_scaler import GradScaler
@@ -46,6 +46,9 @@ class G3RPipelineConfig(InitializedPipelineConfig):
     """Add the far-field (sky) part (None: as in training)."""
     seeding_voxel_metres: Optional[float] = None
     """Voxel size of the LiDAR thinning in metres (None: as in training)."""
+    sparse_actors: Optional[Literal["fill-box", "skip"]] = None
+    """Actors with fewer LiDAR points than the minimum: filled with points in their box, or left out (None: as in
+    training)."""
     latent_seed: int = 0
     """Seed of the random initial latents (the same scene on every run)."""
 
@@ -70,6 +73,8 @@ class G3RPipeline(InitializedPipeline):
             lidar = dataclasses.replace(lidar, max_points_per_actor=self.config.max_points_per_actor)
         if self.config.seeding_voxel_metres is not None:
             lidar = dataclasses.replace(lidar, voxel_size=self.config.seeding_voxel_metres)
+        if self.config.sparse_actors is not None:
+            lidar = dataclasses.replace(lidar, few_points=self.config.sparse_actors)
         far = seeding.far_field if self.config.far_field is None else self.config.far_field
         return dataclasses.replace(seeding, lidar=lidar, far_field=far)
 
