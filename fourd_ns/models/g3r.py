@@ -103,11 +103,10 @@ class G3RModelConfig(SplatfactoModelConfig):
     """Time in [0, 1] that `ns-export gaussian-splat` composes the scene at (None: 0); FOURD_EXPORT_TIME overrides."""
     lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
     """LPIPS backbone for evaluation; used only when its weights are present locally (never downloaded)."""
-    background_color: Literal["random", "black", "white"] = "black"
+    background_color: Literal["black", "white"] = "black"
     sh_degree: int = 0
     """G3R's Gaussians carry RGB, not spherical harmonics (the paper's choice)."""
     num_downscales: int = 0
-
 
     def total_iterations(self) -> int:
         """Trainer iterations of a run: the learned steps, then the fine-tuning (the trainer sets its length)."""
@@ -137,8 +136,7 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
             steps = dataclasses.replace(inputs.steps, num_steps=self.config.num_steps)
             if self.config.step_schedule is not None:
                 steps = dataclasses.replace(steps, schedule=self.config.step_schedule)
-            # The update networks are kept out of the state dict: a plain attribute, not a registered module.
-            object.__setattr__(self, "_network", inputs.network)
+            # The update networks stay out of the state dict: G3RReconstruction is a plain object, not a module.
             self.reconstruction = G3RReconstruction(inputs.network, steps, inputs.metres_per_unit)
         self.actor_hold_time = inputs.scene.actor_hold_time if inputs is not None else 0.0
         self.register_buffer("learned_steps_done", torch.tensor(0))
@@ -150,7 +148,7 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
         self.lpips_metric = LazyLPIPS(self.config.lpips_net)
         self.step = 0
         self.crop_box: Optional[OrientedBox] = None
-        self.background_color = get_color("black" if self.config.background_color == "random" else self.config.background_color)
+        self.background_color = get_color(self.config.background_color)
         self._export_logged = False
 
     def _set_parts(self, states: Dict[str, Tensor]) -> None:
