@@ -61,6 +61,9 @@ def g3r_rows(options: argparse.Namespace) -> Dict[str, tuple]:
                           "--pipeline.model.lidar-depth-loss-weight", "0.5"]),
         "ablation: one step (same weights)": ("g3r", [*common, "--pipeline.model.num-steps", "1"]),
         "ablation: constant γ (same weights)": ("g3r", [*common, "--pipeline.model.step-schedule", "constant"]),
+        **({"ablation: untrained network (T=24)": (
+            "g3r", ["--pipeline.model.weights", str(options.untrained_weights), *common[2:]])}
+           if options.untrained_weights is not None else {}),
     }
 
 
@@ -136,10 +139,18 @@ def speedups(rows: List[dict]) -> List[str]:
     return lines
 
 
+def data_description(options: argparse.Namespace) -> str:
+    if options.data.resolve() == DEFAULT_LOG.resolve():
+        return "PandaSet sequence 002, frames 00–23 (`../shared/data/pandaset/002`)"
+    return f"the log `{os.path.relpath(options.data, ROOT)}` (frames 00–23)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_LOG)
     parser.add_argument("--weights", type=Path, default=ROOT / "outputs" / "g3r-synth")
+    parser.add_argument("--untrained-weights", type=Path, default=None,
+                        help="an untrained network of the same architecture: the row shows what training added")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--rows", nargs="*", default=None, help="run only these rows (names as in the table)")
     parser.add_argument("--downscale", type=int, default=8)
@@ -172,14 +183,18 @@ def main() -> None:
             results.write_text(json.dumps(rows, indent=2))
 
     lines = [
-        f"## g3r on the real PandaSet clip ({options.device.upper()})",
+        f"## g3r on {'the real PandaSet clip' if options.data.resolve() == DEFAULT_LOG.resolve() else 'a held-out log'}"
+        f" ({options.device.upper()})",
         "",
-        f"Command: `python -m benchmarks.g3r_pandaset --weights {os.path.relpath(options.weights, ROOT)} --budgets "
+        f"Command: `python -m benchmarks.g3r_pandaset --section {options.section} --data "
+        f"{os.path.relpath(options.data, ROOT)} --weights {os.path.relpath(options.weights, ROOT)} "
+        + (f"--untrained-weights {os.path.relpath(options.untrained_weights, ROOT)} " if options.untrained_weights else "")
+        + "--budgets "
         f"{' '.join(map(str, options.budgets))} --points {options.points} --voxel {options.voxel} --finetune "
         f"{options.finetune} --downscale {options.downscale} --device {options.device}`  ",
         f"Weights: `{options.weights_command or os.path.relpath(options.weights, ROOT)}`  ",
         f"Machine: {machine_description()}  ",
-        "Data: PandaSet sequence 002, frames 00–23 (`../shared/data/pandaset/002`), front camera at "
+        f"Data: {data_description(options)}, front camera at "
         f"1/{options.downscale} resolution; every-other split (12 even frames reconstruct, 12 odd frames evaluate); "
         f"every row starts from the LiDAR of the reconstruction frames (voxel {options.voxel} m, {options.points} "
         "points). Reconstruction time: training loop + g3r's seeding. Final state, no best-of selection.",

@@ -82,7 +82,7 @@ def train_and_evaluate(args: List[str]) -> dict:
     metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
     iterations = config.max_num_iterations
     return {
-        "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", ""),
+        "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../"),
         "psnr": metrics["psnr"],
         "ssim": metrics["ssim"],
         "lpips": metrics.get("lpips"),
