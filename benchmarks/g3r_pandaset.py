@@ -85,6 +85,25 @@ def row_args(options: argparse.Namespace, name: str) -> List[str]:
                       BASELINES[variant], dataparser_args(options))
 
 
+def ensure_untrained_weights(trained: Path, folder: Path) -> None:
+    """The untrained control: a network of the trained checkpoint's architecture (torch seed 0) with its
+    reconstruction settings, written once in the checkpoint format."""
+    import shutil
+
+    from fourd_ns.learning import write_model_folder
+    from fourd_ns.networks.g3r_net import G3RLearnedOptimizer
+    from fourd_ns.networks.g3r_weights import RECONSTRUCTION_SETTINGS, load_g3r_weights, locate_g3r_weights
+
+    if folder.exists():
+        return
+    source, _ = locate_g3r_weights(trained)
+    config = load_g3r_weights(trained).network.config
+    torch.manual_seed(0)
+    checkpoint = folder / "checkpoints" / "step-0000000"
+    write_model_folder(checkpoint, G3RLearnedOptimizer(config), config.to_dict())
+    shutil.copy(source / RECONSTRUCTION_SETTINGS, checkpoint / RECONSTRUCTION_SETTINGS)
+
+
 def reconstruction_seconds(row: dict) -> float:
     return row["train_seconds"] + row.get("method_setup_seconds", 0.0)
 
@@ -150,7 +169,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_LOG)
     parser.add_argument("--weights", type=Path, default=ROOT / "outputs" / "g3r-synth")
     parser.add_argument("--untrained-weights", type=Path, default=None,
-                        help="an untrained network of the same architecture: the row shows what training added")
+                        help="folder of an untrained network of --weights' architecture (written if missing): the "
+                        "row shows what training added")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--rows", nargs="*", default=None, help="run only these rows (names as in the table)")
     parser.add_argument("--downscale", type=int, default=8)
@@ -168,6 +188,8 @@ def main() -> None:
     if not (options.data / "camera").is_dir():
         raise SystemExit(f"No PandaSet log at {options.data} (expected camera/, lidar/, annotations/); pass --data.")
 
+    if options.untrained_weights is not None and not options.report_only:
+        ensure_untrained_weights(options.weights, options.untrained_weights)
     results = options.output_dir / f"{options.section}.json"
     rows = json.loads(results.read_text()) if (options.resume or options.report_only) and results.exists() else []
     names = list(g3r_rows(options)) + [f"{v} @ {b}" for v in BASELINES for b in options.budgets]
