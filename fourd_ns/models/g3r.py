@@ -48,16 +48,7 @@ from fourd_ns.reconstruction.view_rendering import render_camera
 from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.driving_scene import DrivingScene, part_kind
 from fourd_ns.scene.gaussian_params import GaussianParams
-from fourd_ns.scene.neural_gaussians import (
-    COLOR,
-    EXPLICIT_CHANNELS,
-    LOG_SCALE,
-    OPACITY,
-    POSITION,
-    QUAT,
-    NeuralGaussianDecoder,
-    logit,
-)
+from fourd_ns.scene.neural_gaussians import EXPLICIT_CHANNELS, NeuralGaussianDecoder, logit, per_channel
 from fourd_ns.sensors.driving_metadata import get_driving_metadata
 
 
@@ -184,13 +175,10 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
     def finetune_step_scale(self, channels: int, device: torch.device) -> Tensor:
         half_diagonal = float((self.scene_box.aabb[1] - self.scene_box.aabb[0]).norm() / 2)
         c = self.config
-        scale = torch.full((channels,), c.finetune_latent_step, device=device)
-        scale[POSITION] = c.finetune_position_step * half_diagonal
-        scale[LOG_SCALE] = c.finetune_log_scale_step
-        scale[QUAT] = c.finetune_rotation_step
-        scale[COLOR] = c.finetune_colour_step
-        scale[OPACITY] = c.finetune_opacity_step
-        return scale
+        return per_channel(
+            channels, c.finetune_position_step * half_diagonal, c.finetune_log_scale_step, c.finetune_rotation_step,
+            c.finetune_colour_step, c.finetune_opacity_step, c.finetune_latent_step, device,
+        )  # fmt: skip
 
     def current_states(self) -> Dict[str, Tensor]:
         """Part name -> state (base + scaled offset; differentiable in the offsets)."""

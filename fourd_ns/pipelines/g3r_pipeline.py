@@ -122,12 +122,4 @@ class G3RPipeline(InitializedPipeline):
             )
             inputs = G3RInputs(scene=scene, sources=sources, network=weights.network.to(device), steps=steps,
                                metres_per_unit=driving.metres_per_unit)
-        return self.config.model.setup(
-            scene_box=dataset.scene_box,
-            num_train_data=len(dataset),
-            metadata=dataset.metadata,
-            device=device,
-            grad_scaler=grad_scaler,
-            seed_points=seed_points,
-            g3r_inputs=inputs,
-        )
+        return super().setup_model(device, grad_scaler, seed_points, g3r_inputs=inputs)

@@ -114,9 +114,12 @@ class InitializedPipeline(VanillaPipeline):
         )
         return self.initialization.seed_points()
 
-    def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
-        """``config.model.setup`` for the training dataset and the seed points; subclasses that adjust the model's
-        config or hand the model more inputs extend this instead of the constructor."""
+    def setup_model(
+        self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints, **model_inputs
+    ) -> Model:
+        """``config.model.setup`` for the training dataset and the seed points (and ``model_inputs``, handed to the
+        model as keyword arguments); subclasses that adjust the model's config or hand the model more inputs extend
+        this instead of the constructor."""
         dataset = self.datamanager.train_dataset
         return self.config.model.setup(
             scene_box=dataset.scene_box,
@@ -125,6 +128,7 @@ class InitializedPipeline(VanillaPipeline):
             device=device,
             grad_scaler=grad_scaler,
             seed_points=seed_points,
+            **model_inputs,
         )
 
     def dataparser_points(self) -> SeedPoints:

@@ -35,7 +35,7 @@ from fourd_ns.reconstruction.step_schedule import step_encoding, step_size
 from fourd_ns.reconstruction.view_rendering import ViewRender, render_view
 from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.driving_scene import DrivingScene, part_kind
-from fourd_ns.scene.neural_gaussians import COLOR, LOG_SCALE, OPACITY, POSITION, QUAT
+from fourd_ns.scene.neural_gaussians import LOG_SCALE, POSITION, per_channel
 
 
 @dataclass
@@ -72,13 +72,10 @@ def channel_step_scale(
     config: G3RStepConfig, state_channels: int, voxel_size: float, device: torch.device
 ) -> Float[Tensor, "C"]:
     """Per-channel bound of one full step (see `G3RStepConfig`)."""
-    scale = torch.full((state_channels,), config.latent_step, device=device)
-    scale[POSITION] = config.position_step_voxels * voxel_size
-    scale[LOG_SCALE] = config.log_scale_step
-    scale[QUAT] = config.rotation_step
-    scale[COLOR] = config.colour_step
-    scale[OPACITY] = config.opacity_step
-    return scale
+    return per_channel(
+        state_channels, config.position_step_voxels * voxel_size, config.log_scale_step, config.rotation_step,
+        config.colour_step, config.opacity_step, config.latent_step, device,
+    )  # fmt: skip
 
 
 @dataclass

@@ -53,6 +53,23 @@ LOGIT_EPS = 1e-4
 """Colours and opacities are clamped to [eps, 1 - eps] before the logit so that black, white and 1 stay finite."""
 
 
+def per_channel(
+    channels: int,
+    position: float,
+    log_scale: float,
+    rotation: float,
+    colour: float,
+    opacity: float,
+    latent: float,
+    device: torch.device | str = "cpu",
+) -> Float[Tensor, "C"]:
+    """A [C] vector with one value per channel group of a state (e.g. step sizes)."""
+    values = torch.full((channels,), float(latent), device=device)
+    values[POSITION], values[LOG_SCALE], values[QUAT] = position, log_scale, rotation
+    values[COLOR], values[OPACITY] = colour, opacity
+    return values
+
+
 def state_channels(latent_dim: int) -> int:
     """Channels C of a state with an L-dimensional latent: 14 + L."""
     if latent_dim < 0:
