@@ -83,3 +83,10 @@ def nerfies_normalisation_transform(center: Float[Tensor, "3"]) -> Float[Tensor,
     ``dataparser_transforms.json`` map results back to the dataset's world frame.
     """
     return torch.cat([torch.eye(3, dtype=center.dtype), -center[:, None]], dim=1)
+
+
+def camera_time(camera) -> float:
+    """A nerfstudio ``Cameras``' (first) time in [0, 1]; cameras without times (static viewers) are at time 0."""
+    if camera.times is None:
+        return 0.0
+    return float(camera.times.reshape(-1)[0].item())

@@ -48,7 +48,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.gaussians.rasterize import rasterize
-from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
+from fourd_ns.geometry.camera_conventions import camera_time, viewmat_from_nerfstudio_c2w
 from fourd_ns.metrics.lpips import LazyLPIPS
 from fourd_ns.models.image_metrics import EXPORT_TIME_ENV, GaussianImageMetrics, chosen_export_time
 
@@ -300,12 +300,7 @@ class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
         """Whether training renders depth too (subclasses with a depth loss return True)."""
         return self.config.output_depth_during_training or self.config.lidar_depth_loss_weight > 0
 
-    @staticmethod
-    def camera_time(camera: Cameras) -> float:
-        """The camera's time in [0, 1]; cameras without times (static viewers) are at time 0."""
-        if camera.times is None:
-            return 0.0
-        return float(camera.times.reshape(-1)[0].item())
+    camera_time = staticmethod(camera_time)
 
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[torch.Tensor, List]]:
         if not isinstance(camera, Cameras):

@@ -41,6 +41,7 @@ from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.metrics.lpips import LazyLPIPS
+from fourd_ns.geometry.camera_conventions import camera_time
 from fourd_ns.models.image_metrics import GaussianImageMetrics, chosen_export_time
 from fourd_ns.networks.g3r_net import G3RLearnedOptimizer
 from fourd_ns.reconstruction.g3r_reconstruction import G3RReconstruction, G3RStepConfig
@@ -113,6 +114,7 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
     def populate_modules(self) -> None:
         inputs: Optional[G3RInputs] = self.kwargs.get("g3r_inputs")
         self.inputs = inputs
+        self._device_sources: Optional[List[CameraView]] = None
         metadata = self.kwargs.get("metadata") or {}
         driving = get_driving_metadata(metadata)
         self.tracks = {track.track_id: track for track in (driving.actors if driving is not None else [])}
@@ -202,8 +204,9 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
             return
         with torch.no_grad():
             scene = self.scene()
-            sources = [view.to(self.device) for view in self.inputs.sources] if step == 0 else self._sources
-            self._sources = sources
+            if self._device_sources is None:  # moved once, on the device training runs on
+                self._device_sources = [view.to(self.device) for view in self.inputs.sources]
+            sources = self._device_sources
             states, report = self.reconstruction.step(scene, scene.states, sources, step, self.num_learned_steps)
             for index, name in enumerate(self.part_names):
                 self.base_states[index].data.copy_(states[name])
@@ -228,23 +231,13 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
         return {"g3r_finetune": list(self.offsets)}
 
     # ---------------------------------------------------------------- rendering
-    @staticmethod
-    def camera_time(camera: Cameras) -> float:
-        """The camera's time in [0, 1]; cameras without times (static viewers) are at time 0."""
-        if camera.times is None:
-            return 0.0
-        return float(camera.times.reshape(-1)[0].item())
-
     def get_outputs(self, camera: Cameras) -> Dict[str, Union[Tensor, List]]:
         if not isinstance(camera, Cameras):
             CONSOLE.print("[bold red]get_outputs expects a Cameras object")
             return {}
         width, height = int(camera.width.reshape(-1)[0]), int(camera.height.reshape(-1)[0])
-        if self.in_learned_phase():
-            with torch.no_grad():
-                gaussians = self.gaussians_at(self.camera_time(camera))
-        else:
-            gaussians = self.gaussians_at(self.camera_time(camera))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.in_learned_phase()):
+            gaussians = self.gaussians_at(camera_time(camera))
         if self.crop_box is not None and not self.training:
             gaussians = gaussians.select(self.crop_box.within(gaussians.means).squeeze(-1))
         if gaussians.num == 0:
