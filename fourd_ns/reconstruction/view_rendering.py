@@ -9,6 +9,7 @@ lifting, its training losses and the nerfstudio models all see the same image fo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from jaxtyping import Float
@@ -26,6 +27,8 @@ class ViewRender:
     depth: Float[Tensor, "H W"]
     """Expected camera z where anything was rendered (alpha > 0), else 0."""
     alpha: Float[Tensor, "H W"]
+    features: Optional[Float[Tensor, "H W F"]] = None
+    """Alpha-composited extra per-Gaussian features (no background), when any were given."""
 
 
 def render_camera(
@@ -36,16 +39,19 @@ def render_camera(
     height: int,
     background: Float[Tensor, "3"] | None = None,
     with_depth: bool = True,
+    features: Optional[Float[Tensor, "N F"]] = None,
 ) -> ViewRender:
     """Render ``gaussians`` (world frame) into a nerfstudio-posed pinhole camera; colours are clamped to [0, 1]
-    when a ``background`` is composited."""
+    when a ``background`` is composited. ``features`` (one row per Gaussian) are rendered in the same pass, after
+    the colours (e.g. Flux4D's image-plane velocities)."""
     viewmat = viewmat_from_nerfstudio_c2w(camera_to_world[None])
+    colors = gaussians.colors if features is None else torch.cat([gaussians.colors, features.to(gaussians.colors)], -1)
     render, alpha, _ = rasterize(
         means=gaussians.means,
         quats=gaussians.quats,
         scales=gaussians.scales,
         opacities=gaussians.opacities,
-        colors=gaussians.colors,
+        colors=colors,
         viewmats=viewmat,
         Ks=intrinsics[None],
         width=width,
@@ -57,8 +63,9 @@ def render_camera(
     rgb = render[..., :3]
     if background is not None:
         rgb = (rgb + (1.0 - alpha[..., None]) * background).clamp(0.0, 1.0)
-    depth = torch.where(alpha > 0, render[..., 3], torch.zeros_like(alpha)) if with_depth else torch.zeros_like(alpha)
-    return ViewRender(rgb=rgb, depth=depth, alpha=alpha)
+    extra = None if features is None else render[..., 3 : 3 + features.shape[1]]
+    depth = torch.where(alpha > 0, render[..., -1], torch.zeros_like(alpha)) if with_depth else torch.zeros_like(alpha)
+    return ViewRender(rgb=rgb, depth=depth, alpha=alpha, features=extra)
 
 
 def render_view(
@@ -66,8 +73,9 @@ def render_view(
     view: CameraView,
     background: Float[Tensor, "3"] | None = None,
     with_depth: bool = True,
+    features: Optional[Float[Tensor, "N F"]] = None,
 ) -> ViewRender:
     """Render ``gaussians`` (world frame) into ``view``'s camera at its resolution."""
     return render_camera(
-        gaussians, view.camera_to_world, view.intrinsics, view.width, view.height, background, with_depth
+        gaussians, view.camera_to_world, view.intrinsics, view.width, view.height, background, with_depth, features
     )
