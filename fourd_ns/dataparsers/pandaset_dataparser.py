@@ -513,6 +513,7 @@ def _pack_sweeps(
         sweep_times=normalised(log.lidar_timestamps[frames]).astype(np.float32),
         frame_indices=frames.astype(np.int64),
         metres_per_unit=metres_per_unit,
+        source_rows=np.concatenate([s.rows for s in sweeps]).astype(np.int64),
     )
 
 

@@ -421,9 +421,20 @@ class LidarFrame:
     """[P] float64 Unix seconds."""
     sensor: np.ndarray
     """[P] int64 (see :data:`LIDAR_SENSOR_IDS`)."""
+    rows: Optional[np.ndarray] = None
+    """[P] int64 row of each point in its ``NN.pkl.gz`` (None = ``arange(P)``, a frame as read): filters drop
+    rows, and per-row extras of the file (a synthetic log's ``ground_truth/lidar/NN.npz``) are found through this."""
+
+    def __post_init__(self) -> None:
+        if self.rows is None:
+            self.rows = np.arange(len(self.xyz), dtype=np.int64)
+        elif self.rows.shape != (len(self.xyz),):
+            raise ValueError(f"LidarFrame.rows has shape {self.rows.shape}; expected ({len(self.xyz)},)")
 
     def subset(self, keep: np.ndarray) -> "LidarFrame":
-        return LidarFrame(self.xyz[keep], self.intensity[keep], self.times[keep], self.sensor[keep])
+        return LidarFrame(
+            self.xyz[keep], self.intensity[keep], self.times[keep], self.sensor[keep], rows=self.rows[keep]
+        )
 
 
 def read_lidar_frame(path: Path) -> LidarFrame:
@@ -438,6 +449,7 @@ def read_lidar_frame(path: Path) -> LidarFrame:
         intensity=frame["i"].to_numpy(dtype=np.float64),
         times=times,
         sensor=frame["d"].to_numpy(dtype=np.int64),
+        rows=np.arange(len(xyz), dtype=np.int64),
     )
 
 

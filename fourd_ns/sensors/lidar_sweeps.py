@@ -15,7 +15,7 @@ clip, 1 = last); ``point_seconds`` are seconds since the driving metadata's ``ti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -46,6 +46,10 @@ class LidarSweeps:
     """[S] int64 index of the sweep's frame in the log (PandaSet file number NN)."""
     metres_per_unit: float = 1.0
     """Length of one output-world unit in metres (1 / the dataparser's scale factor)."""
+    source_rows: Optional[np.ndarray] = None
+    """[M] int64 row of each point in its sweep's file (PandaSet ``lidar/NN.pkl.gz``), or None when unknown. The
+    dataparser drops rows (sensors, range, ego box); per-row extras of a log, such as a synthetic log's exact scene
+    flow in ``ground_truth/lidar/NN.npz``, are matched to the points through these."""
 
     def __post_init__(self) -> None:
         num_points = self.points.shape[0]
@@ -61,6 +65,14 @@ class LidarSweeps:
             raise ValueError(f"LidarSweeps.lidar_to_worlds has shape {self.lidar_to_worlds.shape}; expected [S, 3, 4]")
         if self.sweep_times.shape != (num_sweeps,) or self.frame_indices.shape != (num_sweeps,):
             raise ValueError("LidarSweeps.sweep_times and frame_indices need one entry per sweep")
+        if self.source_rows is not None:
+            if self.source_rows.shape != (num_points,) or not np.issubdtype(self.source_rows.dtype, np.integer):
+                raise ValueError(
+                    f"LidarSweeps.source_rows has shape {self.source_rows.shape} and dtype {self.source_rows.dtype}; "
+                    f"expected ({num_points},) integers"
+                )
+            if num_points and int(self.source_rows.min()) < 0:
+                raise ValueError("LidarSweeps.source_rows must be row indices >= 0")
 
     def __len__(self) -> int:
         return int(self.offsets.shape[0] - 1)
@@ -90,7 +102,8 @@ class LidarSweeps:
         return int(np.argmin(np.abs(self.sweep_times - time)))
 
     def nbytes(self) -> int:
-        return sum(
+        total = sum(
             getattr(self, name).nbytes
             for name in ("points", "intensity", "point_times", "point_seconds", "sensor", "offsets", "lidar_to_worlds")
         )
+        return total + (self.source_rows.nbytes if self.source_rows is not None else 0)
