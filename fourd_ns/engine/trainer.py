@@ -7,7 +7,8 @@ the pipeline. ``ns-train`` saves ``config.yml`` before that; a ``run_dir`` found
 by the new run's folder, and ``ns-eval``/``ns-viewer`` build pipelines without a trainer and never run the
 initializer, so a recorded folder is never used again.
 
-A model config with ``total_iterations()`` (g3r: learned steps + fine-tuning) sets the run's length itself.
+A model config with ``total_iterations()`` (g3r: learned steps + fine-tuning) sets the run's length itself, before
+and again after the pipeline is built (flux4d's pipeline reads its refinement iterations from the weights).
 """
 
 from __future__ import annotations
@@ -40,3 +41,8 @@ class FourDTrainer(Trainer):
                         f"set the run's length; --max-num-iterations {self.config.max_num_iterations} is ignored)")
             self.config.max_num_iterations = total_iterations()
         super().setup(test_mode)
+        # A pipeline may settle the length from its weights while it builds the model (flux4d: refinement
+        # iterations as trained); the training loop reads max_num_iterations only after setup.
+        if callable(total_iterations) and self.config.max_num_iterations != total_iterations():
+            CONSOLE.log(f"{self.config.method_name}: {total_iterations()} iterations (set by the trained weights)")
+            self.config.max_num_iterations = total_iterations()

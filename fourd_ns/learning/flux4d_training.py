@@ -186,6 +186,10 @@ def train_on_clip(
                       depth_l1_m=mean(sums["depth"]), speed_mps=float(speed), loss=total)  # fmt: skip
 
 
+def build_network(config: Flux4DNetworkConfig, device: torch.device) -> Flux4DNetwork:
+    return Flux4DNetwork(config).to(device)
+
+
 def train(config: Flux4DTrainConfig, console: Optional[Console] = None) -> Path:
     """Run (or resume) training; returns the newest checkpoint folder."""
     config.validate()
@@ -203,7 +207,7 @@ def _train(config: Flux4DTrainConfig, context, console: Console) -> Path:
     run_dir = Path(config.output_dir)
     device = context.device
     seed_everything(config.seed)
-    network = Flux4DNetwork(config.network).to(device)
+    network = build_network(config.network, device)
     broadcast_parameters(network, context)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     scheduler = warmup_cosine_schedule(optimizer, config.iterations, config.lr_warmup_iterations, config.lr, config.min_lr)

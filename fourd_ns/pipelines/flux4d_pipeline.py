@@ -1,0 +1,122 @@
+"""The pipeline of ``ns-train flux4d``: loads Flux4D's networks, lifts the input frames' LiDAR into the initial
+Gaussians and hands both to the model (`fourd_ns.models.flux4d`) before it is built; adds scene-flow metrics to
+``ns-eval``.
+
+Data flows one way, as for g3r (`fourd_ns.pipelines.g3r_pipeline`): the training split's images, cameras and LiDAR
+depth become the input views; the dataparser's LiDAR sweeps and those views give the initial Gaussians
+(`fourd_ns.reconstruction.flux4d_scene`); the weights bring the networks and the seeding / refinement settings they
+were trained with, which the pipeline's options override. Use ``pandaset-data --split-mode flux4d-interpolation``
+(inputs 0, 2, …, 10 of a 16-frame clip; evaluation 1, 3, …, 9) or ``flux4d-future`` (evaluation 11-15). No cuboid
+reaches the reconstruction; the evaluation reads them for the dynamic-region PSNR and, on real logs, the flow truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Type
+
+import torch
+from torch.cuda.amp.grad_scaler import GradScaler
+
+from nerfstudio.models.base_model import Model
+from nerfstudio.utils.rich_utils import CONSOLE
+
+from fourd_ns.models.flux4d import EvaluationViews, Flux4DInputs, Flux4DModelConfig
+from fourd_ns.networks.flux4d_weights import load_flux4d_weights
+from fourd_ns.pipelines.g3r_pipeline import G3RPipeline, G3RPipelineConfig
+from fourd_ns.pipelines.initialized_pipeline import SeedPoints
+from fourd_ns.reconstruction.flux4d_reconstruction import Flux4DRefinementConfig
+from fourd_ns.reconstruction.flux4d_scene import Flux4DSeedingConfig, seed_flux4d_scene
+from fourd_ns.sensors.driving_metadata import get_driving_metadata
+
+
+@dataclass
+class Flux4DPipelineConfig(G3RPipelineConfig):
+    """Pipeline of flux4d (``max_background_points`` caps the LiDAR Gaussians; ``far_field`` switches the sky;
+    ``seeding_voxel_metres`` thins the points; the actor options do not apply: Flux4D uses no boxes)."""
+
+    _target: Type = field(default_factory=lambda: Flux4DPipeline)
+    model: Flux4DModelConfig = field(default_factory=Flux4DModelConfig)
+
+
+class Flux4DPipeline(G3RPipeline):
+    """See the module docstring."""
+
+    config: Flux4DPipelineConfig
+
+    def flux4d_seeding(self, trained: dict) -> Flux4DSeedingConfig:
+        seeding = Flux4DSeedingConfig.from_dict(trained) if trained else Flux4DSeedingConfig()
+        lidar = seeding.lidar
+        if self.config.max_background_points is not None:
+            lidar = dataclasses.replace(lidar, max_background_points=self.config.max_background_points)
+        if self.config.seeding_voxel_metres is not None:
+            lidar = dataclasses.replace(lidar, voxel_size=self.config.seeding_voxel_metres)
+        far = seeding.far_field if self.config.far_field is None else self.config.far_field
+        return dataclasses.replace(seeding, lidar=lidar, far_field=far)
+
+    def evaluation_views(self) -> Optional[EvaluationViews]:
+        dataset = self.datamanager.eval_dataset
+        if dataset is None or "frame_indices" not in dataset.metadata:
+            return None
+        cameras = dataset.cameras
+        return EvaluationViews(
+            frame_indices=dataset.metadata["frame_indices"].tolist(),
+            camera_to_worlds=cameras.camera_to_worlds.float(),
+            intrinsics=cameras.get_intrinsics_matrices().float(),
+        )
+
+    def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
+        dataset = self.datamanager.train_dataset
+        inputs = None
+        model_config = self.config.model
+        if self.test_mode == "val":
+            driving = get_driving_metadata(dataset.metadata)
+            if driving is None or driving.lidar is None:
+                raise ValueError(
+                    "flux4d lifts its Gaussians from LiDAR: use the pandaset-data dataparser (ns-train flux4d "
+                    "pandaset-data --data LOG --split-mode flux4d-interpolation) with LiDAR loaded"
+                )
+            weights = load_flux4d_weights(model_config.weights)
+            CONSOLE.log(f"flux4d: networks from {weights.source}")
+            refinement = Flux4DRefinementConfig(**weights.settings.get("refinement", {}))
+            if model_config.refinement_iterations is not None:
+                refinement = dataclasses.replace(refinement, iterations=model_config.refinement_iterations)
+            if refinement.iterations > 0 and weights.network.refiner is None:
+                raise ValueError(f"--pipeline.model.refinement-iterations {refinement.iterations} needs a refiner, but "
+                                 f"the weights {weights.source} have none")  # fmt: skip
+            model_config.refinement_iterations = refinement.iterations
+            model_config.num_steps = 1 + refinement.iterations
+            seeding = self.flux4d_seeding(weights.settings.get("seeding", {}))
+            sources = self.source_views()
+            generator = torch.Generator().manual_seed(self.config.latent_seed)
+            start = time.perf_counter()
+            scene = seed_flux4d_scene(driving, sources, seeding, weights.network.layout, generator)
+            self.seeding_seconds = time.perf_counter() - start
+            CONSOLE.log(f"flux4d: lifted {scene.states['background'].shape[0]} LiDAR Gaussians (+ "
+                        f"{scene.num_gaussians - scene.states['background'].shape[0]} sky) from {len(sources)} "
+                        "input views")  # fmt: skip
+            frame_seconds = float(weights.settings.get("loss", {}).get("frame_seconds", 0.1))
+            inputs = Flux4DInputs(scene=scene, sources=sources, network=weights.network.to(device),
+                                  refinement=refinement, frame_seconds=frame_seconds)  # fmt: skip
+        # InitializedPipeline.setup_model, with flux4d's inputs (G3RPipeline's would seed g3r's scene)
+        return super(G3RPipeline, self).setup_model(
+            device, grad_scaler, seed_points, flux4d_inputs=inputs, evaluation_views=self.evaluation_views()
+        )
+
+    def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path=None, get_std: bool = False):
+        metrics = super().get_average_eval_image_metrics(step, output_path, get_std)
+        if metrics.get("dynamic_pixels", 0.0) > 0:
+            # pooled over every dynamic pixel of the evaluation images (both values are means over the same images)
+            mse = metrics["dynamic_squared_error"] / metrics["dynamic_pixels"]
+            metrics["dynamic_psnr"] = float(-10.0 * math.log10(max(mse, 1e-12)))
+        model = self.model
+        if model.config.scene_flow_evaluation and hasattr(model, "scene_flow_metrics"):
+            flow = model.scene_flow_metrics(self.source_views())
+            metrics.update(flow)
+            if flow:
+                CONSOLE.log("flux4d scene flow on the input frames' LiDAR: " + ", ".join(
+                    f"{name} {value:.4f}" for name, value in flow.items()))  # fmt: skip
+        return metrics
