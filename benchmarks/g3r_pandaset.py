@@ -11,7 +11,8 @@ and is evaluated like ``ns-eval`` (PSNR, SSIM, LPIPS when its weights are presen
 held-out frames). Rows:
 
 - ``g3r`` (T = 24), ``g3r-turbo`` (T = 12), g3r + fine-tuning, and inference-time ablations with the same weights
-  (one step; constant γ);
+  (one step; constant γ), plus ablations whose weights were trained differently (``--retrained NAME=WEIGHTS``: no
+  latent, no target-view supervision);
 - per-scene baselines from the same LiDAR seeds (``pandaset-data``'s coloured LiDAR of the training frames, the
   same point budget as g3r's background): static 3DGS (deform4d with its deformation never switched on) and deform4d
   with the LiDAR depth loss, at each of ``--budgets`` iterations.
@@ -64,6 +65,8 @@ def g3r_rows(options: argparse.Namespace) -> Dict[str, tuple]:
         **({"ablation: untrained network (T=24)": (
             "g3r", ["--pipeline.model.weights", str(options.untrained_weights), *common[2:]])}
            if options.untrained_weights is not None else {}),
+        **{f"ablation: {name} (retrained)": ("g3r", ["--pipeline.model.weights", path, *common[2:]])
+           for name, path in (entry.split("=", 1) for entry in options.retrained)},
     }
 
 
@@ -171,6 +174,8 @@ def main() -> None:
     parser.add_argument("--untrained-weights", type=Path, default=None,
                         help="folder of an untrained network of --weights' architecture (written if missing): the "
                         "row shows what training added")
+    parser.add_argument("--retrained", nargs="*", default=[], metavar="NAME=WEIGHTS",
+                        help="ablation rows with weights trained differently, e.g. 'no latent=outputs/g3r-synth-nolatent'")
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--rows", nargs="*", default=None, help="run only these rows (names as in the table)")
     parser.add_argument("--downscale", type=int, default=8)
@@ -211,6 +216,7 @@ def main() -> None:
         f"Command: `python -m benchmarks.g3r_pandaset --section {options.section} --data "
         f"{os.path.relpath(options.data, ROOT)} --weights {os.path.relpath(options.weights, ROOT)} "
         + (f"--untrained-weights {os.path.relpath(options.untrained_weights, ROOT)} " if options.untrained_weights else "")
+        + ("--retrained " + " ".join(f"'{entry}'" for entry in options.retrained) + " " if options.retrained else "")
         + "--budgets "
         f"{' '.join(map(str, options.budgets))} --points {options.points} --voxel {options.voxel} --finetune "
         f"{options.finetune} --downscale {options.downscale} --device {options.device}`  ",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
@@ -56,8 +56,9 @@ def ensure_scene(scene_name: str) -> Path:
     return scene
 
 
-def train_and_evaluate(args: List[str]) -> dict:
-    """Run ``ns-train <args>`` in-process and evaluate its final checkpoint on the test camera."""
+def train_and_evaluate(args: List[str], extra_metrics: Optional[Callable[[object], Dict[str, float]]] = None) -> dict:
+    """Run ``ns-train <args>`` in-process and evaluate its final checkpoint on the test camera; ``extra_metrics``
+    (the evaluation pipeline -> more metrics) adds what ``ns-eval`` does not report for every method."""
     import tyro
 
     from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
@@ -80,6 +81,8 @@ def train_and_evaluate(args: List[str]) -> dict:
     del trainer
     _, pipeline, _, _ = eval_setup(config.get_base_dir() / "config.yml", test_mode="test")
     metrics = pipeline.get_average_eval_image_metrics(output_path=None, get_std=False)
+    if extra_metrics is not None:
+        metrics.update(extra_metrics(pipeline))
     iterations = config.max_num_iterations
     return {
         "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../"),

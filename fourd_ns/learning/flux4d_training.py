@@ -39,23 +39,9 @@ import torch
 from rich.console import Console
 
 from fourd_ns.datasets.scene_collection import SceneCollection, SceneCollectionConfig, SceneDraw
-from fourd_ns.learning import (
-    all_reduce_gradients,
-    broadcast_parameters,
-    close_distributed,
-    find_checkpoint,
-    init_distributed,
-    load_model_weights,
-    mean_over_ranks,
-    rank_seed,
-    restore_trainer_state,
-    save_training_checkpoint,
-    seed_everything,
-    write_model_folder,
-)
+from fourd_ns.learning import all_reduce_gradients, close_distributed, init_distributed, seed_everything
+from fourd_ns.learning.cross_scene import IterationResult, run_cross_scene_training, schedule_of
 from fourd_ns.learning.optimizer_step import clipped_step
-from fourd_ns.learning.progress import Throughput, TrainingLog, TrainingProgress
-from fourd_ns.learning.schedules import warmup_cosine_schedule
 from fourd_ns.networks.flux4d_net import Flux4DNetwork, Flux4DNetworkConfig
 from fourd_ns.networks.flux4d_weights import RECONSTRUCTION_SETTINGS
 from fourd_ns.reconstruction.flux4d_losses import Flux4DLossConfig, velocity_prior, view_loss
@@ -204,73 +190,43 @@ def train(config: Flux4DTrainConfig, console: Optional[Console] = None) -> Path:
 
 
 def _train(config: Flux4DTrainConfig, context, console: Console) -> Path:
-    run_dir = Path(config.output_dir)
     device = context.device
     seed_everything(config.seed)
     network = build_network(config.network, device)
-    broadcast_parameters(network, context)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    scheduler = warmup_cosine_schedule(optimizer, config.iterations, config.lr_warmup_iterations, config.lr, config.min_lr)
-    iteration = 0
-    if config.resume is not None:
-        checkpoint = find_checkpoint(Path(config.resume))
-        load_model_weights(checkpoint, network)
-        iteration = restore_trainer_state(checkpoint, optimizer, scheduler, context, config.seed, console)
-        if context.is_main:
-            console.print(f"Flux4D training: resumed from {checkpoint} at clip iteration {iteration}")
-    else:
-        seed_everything(rank_seed(config.seed, context.rank))
-    collection = SceneCollection(config.data)
-    settings = reconstruction_settings(config)
+    settings = json.dumps(reconstruction_settings(config), indent=2) + "\n"
 
-    def write_model(folder: Path) -> None:
-        write_model_folder(folder, network, config.network.to_dict())
-        (folder / RECONSTRUCTION_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf8")
+    def iterate(iteration: int, draw: SceneDraw, rng: np.random.Generator, optimizer) -> IterationResult:
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        driving = draw.log.driving
+        scene = seed_flux4d_scene(driving, draw.sources, config.seeding, network.layout, generator).to(device)
+        units = clip_units(driving.metres_per_unit, driving.time_span)
+        reconstruction = Flux4DReconstruction(network, config.refinement, units,
+                                              frame_seconds=config.loss.frame_seconds)  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        report = train_on_clip(reconstruction, scene, [v.to(device) for v in draw.sources],
+                               [v.to(device) for v in draw.targets], config)  # fmt: skip
+        all_reduce_gradients(network.parameters(), context)
+        clipped_step(optimizer, network.parameters(), config.clip_norm)
+        has_targets = bool(draw.targets)
 
-    newest: Optional[Path] = None
-    if context.is_main:
-        console.print(f"Flux4D training: {len(collection)} log(s), {config.iterations} clip iterations, "
-                      f"{config.refinement.iterations} refinement iteration(s), motion order "
-                      f"{config.network.motion_order}, {context.world_size} process(es) on {device}")  # fmt: skip
-    throughput = Throughput()
-    with TrainingLog(run_dir / "tensorboard", context, iteration) as log, TrainingProgress(
-        "Flux4D", "clip iterations", config.iterations, iteration, context, console
-    ) as progress:
-        while iteration < config.iterations:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            draw: SceneDraw = collection.draw(rng)
-            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            driving = draw.log.driving
-            scene = seed_flux4d_scene(driving, draw.sources, config.seeding, network.layout, generator).to(device)
-            units = clip_units(driving.metres_per_unit, driving.time_span)
-            reconstruction = Flux4DReconstruction(network, config.refinement, units,
-                                                  frame_seconds=config.loss.frame_seconds)  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            report = train_on_clip(reconstruction, scene, [v.to(device) for v in draw.sources],
-                                   [v.to(device) for v in draw.targets], config)  # fmt: skip
-            all_reduce_gradients(network.parameters(), context)
-            clipped_step(optimizer, network.parameters(), config.clip_norm)
-            scheduler.step()
-            iteration += 1
-            throughput.step()
-            values = mean_over_ranks(
-                dict(loss=report.loss, input_mse=report.input_mse,
-                     between_mse=report.between_mse if draw.targets else 0.0,
-                     depth_l1_m=0.0 if math.isnan(report.depth_l1_m) else report.depth_l1_m,
-                     speed_mps=report.speed_mps),
-                context,
-            )  # fmt: skip
-            values["lr"] = optimizer.param_groups[0]["lr"]
-            log.scalars(values, iteration, prefix="train/")
-            psnr = -10 * math.log10(max(values["input_mse"], 1e-12))
-            text = f"inputs {psnr:.2f} dB"
-            if draw.targets:
+        def status(values: dict) -> str:
+            text = f"inputs {-10 * math.log10(max(values['input_mse'], 1e-12)):.2f} dB"
+            if has_targets:
                 text += f", between {-10 * math.log10(max(values['between_mse'], 1e-12)):.2f} dB"
-            progress.update(iteration, text + f", speed {values['speed_mps']:.2f} m/s")
-            if iteration % config.save_every == 0 or iteration == config.iterations:
-                folder = save_training_checkpoint(run_dir, iteration, write_model, optimizer, scheduler, context,
-                                                  config.keep_last)  # fmt: skip
-                newest = folder if folder is not None else newest
-    if newest is None:
-        newest = find_checkpoint(run_dir)
-    return newest
+            return text + f", speed {values['speed_mps']:.2f} m/s"
+
+        values = dict(loss=report.loss, input_mse=report.input_mse,
+                      between_mse=report.between_mse if draw.targets else 0.0,
+                      depth_l1_m=0.0 if math.isnan(report.depth_l1_m) else report.depth_l1_m,
+                      speed_mps=report.speed_mps)  # fmt: skip
+        return IterationResult(values, status)
+
+    def banner(collection) -> str:
+        return (f"Flux4D training: {len(collection)} log(s), {config.iterations} clip iterations, "
+                f"{config.refinement.iterations} refinement iteration(s), motion order "
+                f"{config.network.motion_order}, {context.world_size} process(es) on {device}")  # fmt: skip
+
+    return run_cross_scene_training(
+        schedule_of(config), "Flux4D", network, config.network.to_dict(), lambda: SceneCollection(config.data),
+        iterate, context, console, extra_files={RECONSTRUCTION_SETTINGS: settings}, banner=banner,
+    )  # fmt: skip

@@ -44,23 +44,9 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from fourd_ns.datasets.scene_collection import SceneCollection, SceneCollectionConfig, SceneDraw
-from fourd_ns.learning import (
-    all_reduce_gradients,
-    broadcast_parameters,
-    close_distributed,
-    find_checkpoint,
-    init_distributed,
-    load_model_weights,
-    mean_over_ranks,
-    rank_seed,
-    restore_trainer_state,
-    save_training_checkpoint,
-    seed_everything,
-    write_model_folder,
-)
+from fourd_ns.learning import all_reduce_gradients, close_distributed, init_distributed, seed_everything
+from fourd_ns.learning.cross_scene import IterationResult, run_cross_scene_training, schedule_of
 from fourd_ns.learning.optimizer_step import clipped_step
-from fourd_ns.learning.progress import Throughput, TrainingLog, TrainingProgress
-from fourd_ns.learning.schedules import warmup_cosine_schedule
 from fourd_ns.metrics.lpips import LazyLPIPS
 from fourd_ns.networks.g3r_net import G3RLearnedOptimizer, G3RNetworkConfig
 from fourd_ns.networks.g3r_weights import RECONSTRUCTION_SETTINGS
@@ -234,69 +220,40 @@ def train(config: G3RTrainConfig, console: Optional[Console] = None) -> Path:
 
 
 def _train(config: G3RTrainConfig, context, console: Console) -> Path:
-    run_dir = Path(config.output_dir)
     device = context.device
     seed_everything(config.seed)
     network = build_network(config.network, device)
-    broadcast_parameters(network, context)
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    scheduler = warmup_cosine_schedule(optimizer, config.iterations, config.lr_warmup_iterations, config.lr, config.min_lr)
-    iteration = 0
-    if config.resume is not None:
-        checkpoint = find_checkpoint(Path(config.resume))
-        load_model_weights(checkpoint, network)
-        iteration = restore_trainer_state(checkpoint, optimizer, scheduler, context, config.seed, console)
-        if context.is_main:
-            console.print(f"G3R training: resumed from {checkpoint} at scene iteration {iteration}")
-    else:
-        seed_everything(rank_seed(config.seed, context.rank))
-    collection = SceneCollection(config.data)
     loss = G3RLoss(config, console)
-    settings = reconstruction_settings(config)
+    settings = json.dumps(reconstruction_settings(config), indent=2) + "\n"
 
-    def write_model(folder: Path) -> None:
-        write_model_folder(folder, network, config.network.to_dict())
-        (folder / RECONSTRUCTION_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf8")
+    def iterate(iteration: int, draw: SceneDraw, rng: np.random.Generator, optimizer) -> IterationResult:
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        scene = seed_g3r_scene(draw.log.driving, draw.sources, config.seeding, config.network.latent_dim,
+                               generator).to(device)  # fmt: skip
+        metres = draw.log.driving.metres_per_unit
+        reconstruction = G3RReconstruction(network, config.steps, metres)
+        k = unrolled_steps(iteration, config.steps.num_steps, config.warmup_iterations)
+        report = train_on_scene(reconstruction, scene, [v.to(device) for v in draw.sources],
+                                [v.to(device) for v in draw.targets], k, loss, optimizer, network, config, context,
+                                metres)  # fmt: skip
+        has_targets = bool(draw.targets)
 
-    newest: Optional[Path] = None
-    if context.is_main:
-        console.print(f"G3R training: {len(collection)} log(s), {config.iterations} scene iterations, T = "
-                      f"{config.steps.num_steps}, {context.world_size} process(es) on {device}")
-    throughput = Throughput()
-    with TrainingLog(run_dir / "tensorboard", context, iteration) as log, TrainingProgress(
-        "G3R", "scene iterations", config.iterations, iteration, context, console
-    ) as progress:
-        while iteration < config.iterations:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-            draw: SceneDraw = collection.draw(rng)
-            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            scene = seed_g3r_scene(draw.log.driving, draw.sources, config.seeding, config.network.latent_dim,
-                                   generator).to(device)
-            sources = [v.to(device) for v in draw.sources]
-            targets = [v.to(device) for v in draw.targets]
-            metres = draw.log.driving.metres_per_unit
-            reconstruction = G3RReconstruction(network, config.steps, metres)
-            k = unrolled_steps(iteration, config.steps.num_steps, config.warmup_iterations)
-            report = train_on_scene(reconstruction, scene, sources, targets, k, loss, optimizer, network, config,
-                                    context, metres)
-            scheduler.step()
-            iteration += 1
-            throughput.step()
-            values = mean_over_ranks(
-                dict(source_mse_before=report.source_mse_before, source_mse=report.source_mse,
-                     target_mse=report.target_mse if targets else 0.0, unrolled_steps=float(k)),
-                context,
-            )
-            values["lr"] = optimizer.param_groups[0]["lr"]
-            log.scalars(values, iteration, prefix="train/")
-            psnr_after = -10 * math.log10(max(values["source_mse"], 1e-12))
-            psnr_before = -10 * math.log10(max(values["source_mse_before"], 1e-12))
-            progress.update(iteration, f"k={k} src PSNR {psnr_before:.2f}→{psnr_after:.2f} dB"
-                            + (f" tgt {-10 * math.log10(max(values['target_mse'], 1e-12)):.2f} dB" if targets else ""))
-            if iteration % config.save_every == 0 or iteration == config.iterations:
-                folder = save_training_checkpoint(run_dir, iteration, write_model, optimizer, scheduler, context,
-                                                  config.keep_last)
-                newest = folder if folder is not None else newest
-    if newest is None:
-        newest = find_checkpoint(run_dir)
-    return newest
+        def status(values: dict) -> str:
+            text = (f"k={k} src PSNR {-10 * math.log10(max(values['source_mse_before'], 1e-12)):.2f}→"
+                    f"{-10 * math.log10(max(values['source_mse'], 1e-12)):.2f} dB")  # fmt: skip
+            if has_targets:
+                text += f" tgt {-10 * math.log10(max(values['target_mse'], 1e-12)):.2f} dB"
+            return text
+
+        values = dict(source_mse_before=report.source_mse_before, source_mse=report.source_mse,
+                      target_mse=report.target_mse if draw.targets else 0.0, unrolled_steps=float(k))  # fmt: skip
+        return IterationResult(values, status)
+
+    def banner(collection) -> str:
+        return (f"G3R training: {len(collection)} log(s), {config.iterations} scene iterations, T = "
+                f"{config.steps.num_steps}, {context.world_size} process(es) on {device}")
+
+    return run_cross_scene_training(
+        schedule_of(config), "G3R", network, config.network.to_dict(), lambda: SceneCollection(config.data), iterate,
+        context, console, extra_files={RECONSTRUCTION_SETTINGS: settings}, banner=banner,
+    )  # fmt: skip

@@ -223,7 +223,8 @@ class Flux4DModel(G3RModel):
     @torch.no_grad()
     def scene_flow_metrics(self, input_views: Sequence[CameraView]) -> Dict[str, float]:
         """Scene flow over one frame interval on the LiDAR points of the input frames that an input camera sees
-        (module docstring); {} without LiDAR or Gaussians."""
+        (module docstring), and the same metrics of zero flow (``scene_flow_zero_*``); {} without LiDAR or
+        Gaussians."""
         from fourd_ns.metrics.scene_flow import SceneFlowAccumulator
         from fourd_ns.sensors.lidar_flow_truth import lidar_scene_flow_truth
 
@@ -233,7 +234,7 @@ class Flux4DModel(G3RModel):
             return {}
         state = states[BACKGROUND].detach().cpu()
         step = 0.1 / self.units.seconds_per_time
-        accumulator = SceneFlowAccumulator()
+        accumulator, zero = SceneFlowAccumulator(), SceneFlowAccumulator()
         sources = set()
         metres = driving.metres_per_unit
         for sweep in sorted({v.lidar_sweep for v in input_views if v.lidar_sweep >= 0}):
@@ -253,10 +254,14 @@ class Flux4DModel(G3RModel):
             _, nearest = cKDTree(now.numpy()).query(points[seen].numpy(), k=1)
             nearest = torch.from_numpy(np.asarray(nearest))
             predicted = (later - now)[nearest] * metres
-            accumulator.add(predicted, torch.as_tensor(np.asarray(truth))[seen].float() * metres)
+            truth_m = torch.as_tensor(np.asarray(truth))[seen].float() * metres
+            accumulator.add(predicted, truth_m)
+            zero.add(torch.zeros_like(truth_m), truth_m)
             sources.add(source)
         if not sources:
             return {}
         values = {f"scene_flow_{name}": value for name, value in accumulator.metrics().items()}
+        # the zero-flow baseline on the same points ("everything is static")
+        values.update({f"scene_flow_zero_{name}": value for name, value in zero.metrics().items()})
         values["scene_flow_truth_from_cuboids"] = float("cuboids" in sources)
         return {name: float(value) for name, value in values.items()}

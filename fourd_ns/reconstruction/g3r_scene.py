@@ -48,10 +48,7 @@ class G3RSeedingConfig:
         """The inverse of ``dataclasses.asdict`` (as stored in a checkpoint's reconstruction.json)."""
         values = dict(data)
         lidar = LidarSeedingConfig(**values.pop("lidar", {}))
-        far_values = dict(values.pop("far", {}))
-        if "latitude_range_deg" in far_values:
-            far_values["latitude_range_deg"] = tuple(far_values["latitude_range_deg"])
-        return cls(lidar=lidar, far=FarFieldConfig(**far_values), **values)
+        return cls(lidar=lidar, far=FarFieldConfig.from_dict(values.pop("far", {})), **values)
 
 
 def seed_g3r_scene(

@@ -68,6 +68,14 @@ class FarFieldConfig:
         if self.radius is not None and not self.radius > 0:
             raise ValueError(f"radius must be positive (or None), got {self.radius}")
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "FarFieldConfig":
+        """The inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples)."""
+        values = dict(data)
+        if "latitude_range_deg" in values:
+            values["latitude_range_deg"] = tuple(values["latitude_range_deg"])
+        return cls(**values)
+
     def radius_for(self, scene_extent: float) -> float:
         """The sphere radius for a scene of extent ``scene_extent`` (output-world units)."""
         if self.radius is not None:
