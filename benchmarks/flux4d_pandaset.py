@@ -59,6 +59,12 @@ def flux4d_rows(options: argparse.Namespace) -> Dict[str, List[str]]:
     full = ["--pipeline.model.weights", str(options.weights), *common]
     rows["flux4d full weights, no refinement at inference"] = [*full, "--pipeline.model.refinement-iterations", "0"]
     rows["flux4d full (+ refinement, + motion enhancement)"] = full
+    for entry in options.other_weights:
+        name, path = entry.split("=", 1)
+        rows[name] = ["--pipeline.model.weights", path, *common]
+    if options.untrained_weights is not None:
+        rows["control: untrained networks (initial Gaussians, static)"] = [
+            "--pipeline.model.weights", str(options.untrained_weights), *common, "--pipeline.model.refinement-iterations", "0"]
     rows[f"flux4d full + {options.finetune} fine-tuning"] = [
         *full, "--pipeline.model.finetune-steps", str(options.finetune), "--pipeline.model.lidar-depth-loss-weight", "0.5"]
     return rows
@@ -113,6 +119,25 @@ def dynamic_region_metrics(min_displacement_metres: float):
         return {"dynamic_region_psnr": psnr, "dynamic_region_pixels": float(pixels)}
 
     return compute
+
+
+def ensure_untrained_weights(trained: Path, folder: Path) -> None:
+    """Networks of the trained checkpoint's architecture (torch seed 0; zero output layers, so the prediction is the
+    initial Gaussians with v = 0) with its reconstruction settings, written once in the checkpoint format."""
+    import shutil
+
+    from fourd_ns.learning import write_model_folder
+    from fourd_ns.networks.flux4d_net import Flux4DNetwork
+    from fourd_ns.networks.flux4d_weights import RECONSTRUCTION_SETTINGS, load_flux4d_weights, locate_flux4d_weights
+
+    if folder.exists():
+        return
+    source, _ = locate_flux4d_weights(trained)
+    config = load_flux4d_weights(trained).network.config
+    torch.manual_seed(0)
+    checkpoint = folder / "checkpoints" / "step-0000000"
+    write_model_folder(checkpoint, Flux4DNetwork(config), config.to_dict())
+    shutil.copy(source / RECONSTRUCTION_SETTINGS, checkpoint / RECONSTRUCTION_SETTINGS)
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -181,6 +206,11 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=ROOT / "outputs" / "flux4d-synth")
     parser.add_argument("--base-weights", type=Path, default=None, help="weights of the base ablation (linear motion, "
                         "no refinement, no velocity re-weighting)")  # fmt: skip
+    parser.add_argument("--untrained-weights", type=Path, default=None,
+                        help="networks of the full weights' architecture, untrained (written there if missing): the "
+                        "control row")  # fmt: skip
+    parser.add_argument("--other-weights", nargs="*", default=[], metavar="NAME=WEIGHTS",
+                        help="more flux4d rows with other weights (e.g. trained on fewer logs)")
     parser.add_argument("--weights-command", default="", help="the fourd-train-flux4d commands that made the weights")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
@@ -203,6 +233,8 @@ def main() -> None:
     if not (options.data / "camera").is_dir():
         raise SystemExit(f"No PandaSet log at {options.data} (expected camera/, lidar/, annotations/); pass --data.")
 
+    if options.untrained_weights is not None and not options.report_only:
+        ensure_untrained_weights(options.weights, options.untrained_weights)
     results = options.output_dir / f"{options.section}.json"
     rows = json.loads(results.read_text()) if (options.resume or options.report_only) and results.exists() else []
     names = row_names(options)
@@ -222,12 +254,20 @@ def main() -> None:
     order = {name: i for i, name in enumerate(row_names(options))}
     rows.sort(key=lambda row: order.get(row["row"], len(order)))
     relative = lambda path: os.path.relpath(path, ROOT)  # noqa: E731
+    real = options.data.resolve() == DEFAULT_LOG.resolve()
+    cuboid_truth = any(row["metrics"].get("scene_flow_truth_from_cuboids", 1.0) > 0 for row in rows
+                       if "scene_flow_epe3d" in row["metrics"])  # fmt: skip
+    truth = ("from the cuboid tracks: points in a box ride with it, all others are static" if cuboid_truth else
+             "the synthetic generator's exact per-point flow")  # fmt: skip
     lines = [
-        f"## flux4d on the real PandaSet clip ({options.device.upper()})",
+        f"## flux4d on {'the real PandaSet clip' if real else 'the held-out log ' + relative(options.data)} "
+        f"({options.device.upper()})",
         "",
         f"Command: `python -m benchmarks.flux4d_pandaset --section {options.section} --data {relative(options.data)} "
         f"--weights {relative(options.weights)} "
         + (f"--base-weights {relative(options.base_weights)} " if options.base_weights else "")
+        + (f"--untrained-weights {relative(options.untrained_weights)} " if options.untrained_weights else "")
+        + ("--other-weights " + " ".join(f"'{e}'" for e in options.other_weights) + " " if options.other_weights else "")
         + f"--splits {' '.join(options.splits)} --budgets {' '.join(map(str, options.budgets))} "
         + (f"--future-budgets {' '.join(map(str, options.future_budgets))} " if options.future_budgets else "")
         + "--points "
@@ -235,7 +275,7 @@ def main() -> None:
         f"--device {options.device}`  ",
         f"Weights: {options.weights_command or relative(options.weights)}  ",
         f"Machine: {machine_description()}  ",
-        "Data: PandaSet sequence 002 frames 00–15, front camera at "
+        f"Data: {'PandaSet sequence 002' if real else relative(options.data)} frames 00–15, front camera at "
         f"1/{options.downscale} resolution; inputs 0, 2, …, 10 (their images and LiDAR are all any row sees); "
         "interpolation evaluates 1, 3, …, 9, future 11–15. Dynamic regions: moving cuboids (centre moves > "
         f"{options.dynamic_min_displacement} m in the clip) projected into each evaluation image. Reconstruction time: "
@@ -247,8 +287,8 @@ def main() -> None:
         "",
         *speed_lines(rows),
         "",
-        "Scene flow over one frame (0.1 s) on the input frames' LiDAR points inside the front camera's view (truth "
-        "from the cuboid tracks: points in a box ride with it, all others are static):",
+        f"Scene flow over one frame (0.1 s) on the input frames' LiDAR points inside the front camera's view (truth "
+        f"{truth}):",
         "",
         *flow_table(rows),
         *commands_and_notes(rows, options.notes),
