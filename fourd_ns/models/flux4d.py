@@ -97,6 +97,7 @@ class Flux4DModel(G3RModel):
     """See the module docstring."""
 
     config: Flux4DModelConfig
+    method_label = "flux4d"
 
     # ---------------------------------------------------------------- construction
     def populate_modules(self) -> None:

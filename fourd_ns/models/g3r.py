@@ -109,6 +109,8 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
     """See the module docstring."""
 
     config: G3RModelConfig
+    method_label = "g3r"
+    """Name used in messages."""
 
     # ---------------------------------------------------------------- construction
     def populate_modules(self) -> None:
@@ -273,7 +275,7 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
         time = chosen_export_time(self.config.export_time)
         if not self._export_logged:
             self._export_logged = True
-            CONSOLE.print(f"[bold]fourd_ns g3r: exporting the scene composed at time t={time if time is not None else 0.0}"
+            CONSOLE.print(f"[bold]fourd_ns {self.method_label}: exporting the scene composed at time t={time if time is not None else 0.0}"
                           " (set FOURD_EXPORT_TIME=t to choose another).")
         with torch.no_grad():
             return self.gaussians_at(0.0 if time is None else time)
