@@ -24,12 +24,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from fourd_ns.reconstruction.views import CameraView, cameras_from_views
+from fourd_ns.reconstruction.view_seeding import seed_from_views
+from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.driving_scene import DrivingScene
 from fourd_ns.scene.far_field import FLUX4D_HEMISPHERE, FarFieldConfig, far_field_gaussians
 from fourd_ns.scene.flux4d_gaussians import FLUX4D_INITIAL_OPACITY, Flux4DLayout, flux4d_state, random_unit_quaternions
 from fourd_ns.scene.gaussian_params import GaussianParams
-from fourd_ns.scene.lidar_seeding import LidarSeedingConfig, seed_from_lidar
+from fourd_ns.scene.lidar_seeding import LidarSeedingConfig
 from fourd_ns.sensors.driving_metadata import DrivingMetadata
 
 
@@ -83,19 +84,8 @@ def seed_flux4d_scene(
 ) -> DrivingScene:
     """The initial scene: part ``"background"`` (every LiDAR Gaussian, states [N, layout.channels]) and, with
     ``far_field``, part ``"far"`` (the hemisphere, time 0, no motion). Only the source views' frames are read."""
-    sweeps = sorted({view.lidar_sweep for view in sources if view.lidar_sweep >= 0})
-    if not sweeps:
-        raise ValueError(
-            f"{driving.source or 'the log'}: none of the {len(sources)} input views has a LiDAR sweep; Flux4D lifts "
-            "its Gaussians from LiDAR (load it with pandaset-data's --load-lidar True)"
-        )
-    cpu_views = [view.to("cpu") for view in sources]
-    cameras = cameras_from_views(cpu_views)
-    images = [view.image for view in cpu_views]
-    seeds = seed_from_lidar(
-        driving, sweeps, cameras=cameras, images=images, image_sweeps=[v.lidar_sweep for v in cpu_views],
-        config=config.lidar,
-    )  # fmt: skip
+    found = seed_from_views(driving, sources, config.lidar, "Flux4D")
+    seeds, cameras, images = found.seeds, found.cameras, found.images
     part = seeds.background
     if part.num == 0:
         raise ValueError(f"{driving.source or 'the log'}: the input frames' LiDAR left no points to seed Gaussians from")

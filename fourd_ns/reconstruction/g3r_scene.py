@@ -16,10 +16,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from fourd_ns.reconstruction.views import CameraView, cameras_from_views
+from fourd_ns.reconstruction.view_seeding import seed_from_views
+from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.driving_scene import DrivingScene
 from fourd_ns.scene.far_field import FarFieldConfig, far_field_gaussians
-from fourd_ns.scene.lidar_seeding import LidarSeedingConfig, seed_from_lidar
+from fourd_ns.scene.lidar_seeding import LidarSeedingConfig
 from fourd_ns.scene.neural_gaussians import INITIAL_OPACITY
 from fourd_ns.scene.neural_scene import neural_driving_scene
 from fourd_ns.sensors.driving_metadata import DrivingMetadata
@@ -59,19 +60,8 @@ def seed_g3r_scene(
     generator: Optional[torch.Generator] = None,
 ) -> DrivingScene:
     """The initial scene of neural states [N, 14 + latent_dim] from the source views' LiDAR and images."""
-    sweeps = sorted({view.lidar_sweep for view in sources if view.lidar_sweep >= 0})
-    if not sweeps:
-        raise ValueError(
-            f"{driving.source or 'the log'}: none of the {len(sources)} source views has a LiDAR sweep; G3R seeds its "
-            "Gaussians from LiDAR (load it with pandaset-data's --load-lidar True)"
-        )
-    cpu_views = [view.to("cpu") for view in sources]
-    cameras = cameras_from_views(cpu_views)
-    images = [view.image for view in cpu_views]
-    seeds = seed_from_lidar(
-        driving, sweeps, cameras=cameras, images=images, image_sweeps=[v.lidar_sweep for v in cpu_views],
-        config=config.lidar,
-    )  # fmt: skip
+    found = seed_from_views(driving, sources, config.lidar, "G3R")
+    seeds, cameras, images = found.seeds, found.cameras, found.images
     far = None
     if config.far_field:
         far = far_field_gaussians(config.far, seeds.centre(), seeds.extent(), cameras=cameras, images=images)
