@@ -120,6 +120,23 @@ def run_cross_scene_training(
     return newest if newest is not None else find_checkpoint(run_dir)
 
 
+def run_distributed(config, body: Callable[[object, DistributedContext, Console], Path],
+                    console: Optional[Console] = None) -> Path:
+    """``config.validate()``, torch threads, then ``body(config, context, console)`` inside an initialised (and
+    afterwards closed) distributed context: the entry every cross-scene trainer's ``train`` shares."""
+    from fourd_ns.learning.distributed import close_distributed, init_distributed
+
+    config.validate()
+    console = console or Console()
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
+    context = init_distributed(config.device)
+    try:
+        return body(config, context, console)
+    finally:
+        close_distributed(context)
+
+
 def schedule_of(config) -> CrossSceneSchedule:
     """The `CrossSceneSchedule` of a trainer config with the same field names."""
     return CrossSceneSchedule(

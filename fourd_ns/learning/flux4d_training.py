@@ -39,8 +39,8 @@ import torch
 from rich.console import Console
 
 from fourd_ns.datasets.scene_collection import SceneCollection, SceneCollectionConfig, SceneDraw
-from fourd_ns.learning import all_reduce_gradients, close_distributed, init_distributed, seed_everything
-from fourd_ns.learning.cross_scene import IterationResult, run_cross_scene_training, schedule_of
+from fourd_ns.learning import all_reduce_gradients, seed_everything
+from fourd_ns.learning.cross_scene import IterationResult, run_cross_scene_training, run_distributed, schedule_of
 from fourd_ns.learning.optimizer_step import clipped_step
 from fourd_ns.networks.flux4d_net import Flux4DNetwork, Flux4DNetworkConfig
 from fourd_ns.networks.flux4d_weights import RECONSTRUCTION_SETTINGS
@@ -178,15 +178,7 @@ def build_network(config: Flux4DNetworkConfig, device: torch.device) -> Flux4DNe
 
 def train(config: Flux4DTrainConfig, console: Optional[Console] = None) -> Path:
     """Run (or resume) training; returns the newest checkpoint folder."""
-    config.validate()
-    console = console or Console()
-    if config.torch_threads is not None:
-        torch.set_num_threads(config.torch_threads)
-    context = init_distributed(config.device)
-    try:
-        return _train(config, context, console)
-    finally:
-        close_distributed(context)
+    return run_distributed(config, _train, console)
 
 
 def _train(config: Flux4DTrainConfig, context, console: Console) -> Path:

@@ -26,8 +26,7 @@ from typing import Dict, List, Optional, Sequence, Type
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
-from torch import Tensor, nn
-from torch.nn import Parameter
+from torch import Tensor
 
 from nerfstudio.utils.rich_utils import CONSOLE
 
@@ -121,17 +120,11 @@ class Flux4DModel(G3RModel):
     def num_learned_steps(self) -> int:
         return 0 if self.flux4d is None else 1 + self.flux4d.refinement.iterations
 
-    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):  # type: ignore[override]
-        """Resize the parts to the checkpoint's before loading (evaluation builds an empty model)."""
-        count = len([k for k in state_dict if k.startswith("base_states.")])
-        shapes = [state_dict[f"base_states.{i}"].shape for i in range(count)]
-        self.base_states = nn.ParameterList([Parameter(torch.zeros(s), requires_grad=False) for s in shapes])
-        self.offsets = nn.ParameterList([Parameter(torch.zeros(s)) for s in shapes])
+    def resize_to_checkpoint(self, state_dict) -> None:
+        """Parts shaped as in ``state_dict`` and the motion order it was saved with (no neural decoder)."""
+        self.resize_parts(state_dict)
         if "motion_order" in state_dict:
             self.layout = Flux4DLayout(int(state_dict["motion_order"]))
-        result = nn.Module.load_state_dict(self, state_dict, strict=strict)
-        self.to(self.device)
-        return result
 
     # ---------------------------------------------------------------- state
     def finetune_step_scale(self, channels: int, device: torch.device) -> Tensor:
@@ -148,16 +141,12 @@ class Flux4DModel(G3RModel):
             motion += [scale] * 3
         return torch.cat([explicit, torch.tensor(motion, device=device), torch.zeros(1, device=device)])
 
-    def current_states(self) -> Dict[str, Tensor]:
-        """Part name -> state (base + scaled offset); the sky's motion stays zero (it is fine-tuned in place)."""
-        states = {}
-        for name, base, offset in zip(self.part_names, self.base_states, self.offsets):
-            scale = self.finetune_step_scale(base.shape[1], base.device)
-            if name != BACKGROUND:
-                scale = scale.clone()
-                scale[self.layout.motion] = 0.0
-            states[name] = base + offset * scale
-        return states
+    def part_step_scale(self, name: str, base: Tensor) -> Tensor:
+        """The sky's motion stays zero (it is fine-tuned in place); LiDAR Gaussians tune every channel but time."""
+        scale = self.finetune_step_scale(base.shape[1], base.device)
+        if name != BACKGROUND:
+            scale[self.layout.motion] = 0.0
+        return scale
 
     def gaussians_at(self, time: float) -> GaussianParams:
         states = self.current_states()

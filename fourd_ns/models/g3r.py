@@ -163,17 +163,26 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
 
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):  # type: ignore[override]
         """Resize the parts and the decoder to the checkpoint's before loading (evaluation builds an empty model)."""
+        self.resize_to_checkpoint(state_dict)
+        result = nn.Module.load_state_dict(self, state_dict, strict=strict)
+        self.to(self.device)
+        return result
+
+    def resize_parts(self, state_dict) -> List[torch.Size]:
+        """Zero parts shaped as the checkpoint's; returns their shapes."""
         count = len([k for k in state_dict if k.startswith("base_states.")])
         shapes = [state_dict[f"base_states.{i}"].shape for i in range(count)]
         self.base_states = nn.ParameterList([Parameter(torch.zeros(s), requires_grad=False) for s in shapes])
         self.offsets = nn.ParameterList([Parameter(torch.zeros(s)) for s in shapes])
+        return shapes
+
+    def resize_to_checkpoint(self, state_dict) -> None:
+        """Parts (and the decoder's latent width) shaped as in ``state_dict``."""
+        shapes = self.resize_parts(state_dict)
         if shapes:
             latent = int(shapes[0][1]) - EXPLICIT_CHANNELS
             if latent != self.decoder.latent_dim:
                 self.decoder = NeuralGaussianDecoder(latent)
-        result = nn.Module.load_state_dict(self, state_dict, strict=strict)
-        self.to(self.device)
-        return result
 
     # ---------------------------------------------------------------- state
     def finetune_step_scale(self, channels: int, device: torch.device) -> Tensor:
@@ -186,10 +195,12 @@ class G3RModel(GaussianImageMetrics, SplatfactoModel):
 
     def current_states(self) -> Dict[str, Tensor]:
         """Part name -> state (base + scaled offset; differentiable in the offsets)."""
-        states = {}
-        for name, base, offset in zip(self.part_names, self.base_states, self.offsets):
-            states[name] = base + offset * self.finetune_step_scale(base.shape[1], base.device)
-        return states
+        return {name: base + offset * self.part_step_scale(name, base)
+                for name, base, offset in zip(self.part_names, self.base_states, self.offsets)}
+
+    def part_step_scale(self, name: str, base: Tensor) -> Tensor:
+        """Per-channel fine-tuning step of part ``name`` (the same for every part of g3r)."""
+        return self.finetune_step_scale(base.shape[1], base.device)
 
     def scene(self) -> DrivingScene:
         states = self.current_states()

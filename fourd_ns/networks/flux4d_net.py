@@ -26,7 +26,6 @@ the scene's extent, where a 0.3 m voxel grid has nothing to convolve, and stays 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Literal, Optional, Tuple
 
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from fourd_ns.networks.g3r_net import G3RNetworkConfig, PartUpdateNet
+from fourd_ns.networks.g3r_net import G3RNetworkConfig, PartUpdateNet, voxel_relative
 from fourd_ns.networks.sparse.sparse_tensor import SparseTensor
 from fourd_ns.networks.sparse.unet import SparseResUNet, SparseUNetConfig
 from fourd_ns.networks.sparse.voxelize import gather_from_voxels, scatter_to_voxels, voxelize
@@ -157,13 +156,12 @@ class Flux4DPredictor(nn.Module):
 
     def inputs(self, state: Float[Tensor, "N C"], voxel_size: float) -> Float[Tensor, "N 15"]:
         """The 15 per-Gaussian input channels (module docstring)."""
-        positions = state[:, POSITION]
-        centres = (torch.floor(positions / voxel_size) + 0.5) * voxel_size
+        relative = voxel_relative(state[:, :EXPLICIT_CHANNELS], voxel_size)
         return torch.cat(
             [
-                (positions - centres) / voxel_size,
+                relative[:, POSITION],
                 F.normalize(state[:, QUAT], dim=-1),
-                state[:, LOG_SCALE] - math.log(voxel_size),
+                relative[:, LOG_SCALE],
                 torch.sigmoid(state[:, OPACITY]),
                 torch.sigmoid(state[:, COLOR]),
                 state[:, self.layout.time : self.layout.time + 1] - 0.5,
@@ -212,13 +210,7 @@ class Flux4DNetwork(nn.Module):
     def refiner_inputs(self, state: Float[Tensor, "N C"], gradient: Float[Tensor, "N U"], voxel_size: float):
         """f_φ's input: the updatable channels with positions and log-scales relative to the voxel, and the
         normalised gradient."""
-        updatable = state[:, self.layout.updatable]
-        positions = updatable[:, POSITION]
-        centres = (torch.floor(positions / voxel_size) + 0.5) * voxel_size
-        normalised = updatable.clone()
-        normalised[:, POSITION] = (positions - centres) / voxel_size
-        normalised[:, LOG_SCALE] = updatable[:, LOG_SCALE] - math.log(voxel_size)
-        return torch.cat([normalised, gradient], dim=-1)
+        return torch.cat([voxel_relative(state[:, self.layout.updatable], voxel_size), gradient], dim=-1)
 
     def refine(
         self,

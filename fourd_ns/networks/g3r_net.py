@@ -92,6 +92,17 @@ class G3RNetworkConfig:
         return cls(**values)
 
 
+def voxel_relative(state: Float[Tensor, "N C"], voxel_size: float) -> Float[Tensor, "N C"]:
+    """``state`` with positions replaced by the offset from their voxel's centre in voxel units and log-scales taken
+    relative to the log voxel size (the geometry normalisation of every sparse network's input)."""
+    positions = state[:, POSITION]
+    centres = (torch.floor(positions / voxel_size) + 0.5) * voxel_size
+    normalised = state.clone()
+    normalised[:, POSITION] = (positions - centres) / voxel_size
+    normalised[:, LOG_SCALE] = state[:, LOG_SCALE] - math.log(voxel_size)
+    return normalised
+
+
 TINY_NETWORK = dict(stem_channels=8, encoder_channels=(8, 16), decoder_channels=(16, 8), head_hidden=16, latent_dim=8)
 """A network small enough for CPU tests and toy training runs."""
 
@@ -189,12 +200,7 @@ class G3RLearnedOptimizer(nn.Module):
         self, kind: str, state: Float[Tensor, "N C"], gradient: Float[Tensor, "N C"], voxel_size: float
     ) -> Float[Tensor, "N I"]:
         """[geometry-normalised state, normalised gradient (+ part one-hot)] (see the module docstring)."""
-        positions = state[:, POSITION]
-        centres = (torch.floor(positions / voxel_size) + 0.5) * voxel_size
-        normalised = state.clone()
-        normalised[:, POSITION] = (positions - centres) / voxel_size
-        normalised[:, LOG_SCALE] = state[:, LOG_SCALE] - float(torch.log(torch.tensor(voxel_size)))
-        parts = [normalised, gradient]
+        parts = [voxel_relative(state, voxel_size), gradient]
         if self.config.networks == "shared":
             one_hot = state.new_zeros(state.shape[0], len(PART_KINDS))
             one_hot[:, PART_KINDS.index(kind)] = 1.0

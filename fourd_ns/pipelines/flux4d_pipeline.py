@@ -49,13 +49,7 @@ class Flux4DPipeline(G3RPipeline):
 
     def flux4d_seeding(self, trained: dict) -> Flux4DSeedingConfig:
         seeding = Flux4DSeedingConfig.from_dict(trained) if trained else Flux4DSeedingConfig()
-        lidar = seeding.lidar
-        if self.config.max_background_points is not None:
-            lidar = dataclasses.replace(lidar, max_background_points=self.config.max_background_points)
-        if self.config.seeding_voxel_metres is not None:
-            lidar = dataclasses.replace(lidar, voxel_size=self.config.seeding_voxel_metres)
-        far = seeding.far_field if self.config.far_field is None else self.config.far_field
-        return dataclasses.replace(seeding, lidar=lidar, far_field=far)
+        return self.with_overrides(seeding)
 
     def evaluation_views(self) -> Optional[EvaluationViews]:
         dataset = self.datamanager.eval_dataset
@@ -113,7 +107,7 @@ class Flux4DPipeline(G3RPipeline):
             mse = metrics["dynamic_squared_error"] / metrics["dynamic_pixels"]
             metrics["dynamic_psnr"] = float(-10.0 * math.log10(max(mse, 1e-12)))
         model = self.model
-        if model.config.scene_flow_evaluation and hasattr(model, "scene_flow_metrics"):
+        if model.config.scene_flow_evaluation:
             flow = model.scene_flow_metrics(self.source_views())
             metrics.update(flow)
             if flow:

@@ -66,16 +66,16 @@ class G3RPipeline(InitializedPipeline):
 
     def seeding_config(self, trained: dict) -> G3RSeedingConfig:
         seeding = G3RSeedingConfig.from_dict(trained) if trained else G3RSeedingConfig()
-        lidar = seeding.lidar
-        if self.config.max_background_points is not None:
-            lidar = dataclasses.replace(lidar, max_background_points=self.config.max_background_points)
-        if self.config.max_points_per_actor is not None:
-            lidar = dataclasses.replace(lidar, max_points_per_actor=self.config.max_points_per_actor)
-        if self.config.seeding_voxel_metres is not None:
-            lidar = dataclasses.replace(lidar, voxel_size=self.config.seeding_voxel_metres)
-        if self.config.sparse_actors is not None:
-            lidar = dataclasses.replace(lidar, few_points=self.config.sparse_actors)
-        far = seeding.far_field if self.config.far_field is None else self.config.far_field
+        return self.with_overrides(seeding)
+
+    def with_overrides(self, seeding):
+        """A seeding config (g3r's or flux4d's: fields ``lidar`` and ``far_field``) with the pipeline's options that
+        are set applied to it."""
+        c = self.config
+        changes = dict(max_background_points=c.max_background_points, max_points_per_actor=c.max_points_per_actor,
+                       voxel_size=c.seeding_voxel_metres, few_points=c.sparse_actors)  # fmt: skip
+        lidar = dataclasses.replace(seeding.lidar, **{k: v for k, v in changes.items() if v is not None})
+        far = seeding.far_field if c.far_field is None else c.far_field
         return dataclasses.replace(seeding, lidar=lidar, far_field=far)
 
     def source_views(self) -> list[CameraView]:
