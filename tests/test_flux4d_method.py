@@ -2,7 +2,8 @@
 ``get_average_eval_image_metrics``) on a tiny 16-frame PandaSet-layout log with the Flux4D interpolation split,
 with tiny networks written in the test in the real checkpoint format; plus: the prediction and refinement touch no
 parameter through the trainer's optimizer, fine-tuning then does, predicted velocities move the Gaussians with the
-viewer's / export time (also past the last input frame), and missing weights give one clear error."""
+viewer's / export time (also past the last input frame), missing weights give one clear error, and
+``--pipeline.initial-motion initializer`` starts the LiDAR Gaussians from a tiny Flow4R initializer's velocities."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from method_registry import registered_methods
 from nerfstudio.scripts.train import train_loop
 from nerfstudio.utils.eval_utils import eval_setup
 
+from fourd_ns.feedforward.flow4r import Flow4R, Flow4RConfig
+from fourd_ns.feedforward.pretrained import save_pretrained
+from fourd_ns.initializers.dataset_points import DatasetPointsInitializerConfig
+from fourd_ns.initializers.feedforward import Flow4RInitializerConfig
 from fourd_ns.learning import write_model_folder
 from fourd_ns.networks.flux4d_net import TINY_FLUX4D_NETWORK, Flux4DNetwork, Flux4DNetworkConfig
 from fourd_ns.networks.flux4d_weights import RECONSTRUCTION_SETTINGS
@@ -136,4 +141,42 @@ def test_learned_phase_moves_no_parameter_through_the_trainer(log: Path, weights
 def test_missing_weights_give_one_clear_error(log: Path, tmp_path: Path) -> None:
     cfg = flux4d_config(log, None, tmp_path / "outputs")
     with pytest.raises(FileNotFoundError, match="fourd-train-flux4d"):
+        cfg.setup(local_rank=0, world_size=1).setup()
+
+
+@pytest.fixture(scope="module")
+def flow4r_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_pretrained(Flow4R(Flow4RConfig.tiny()), tmp_path_factory.mktemp("flow4r") / "flow4r")
+
+
+def test_flux4d_starts_from_the_initializers_velocities(log: Path, weights: Path, flow4r_weights: Path,
+                                                        tmp_path: Path) -> None:
+    cfg = flux4d_config(log, weights, tmp_path / "outputs")
+    cfg.pipeline.initial_motion = "initializer"
+    cfg.pipeline.initial_motion_radius_metres = 100.0  # the tiny random network's points land anywhere
+    cfg.pipeline.initializer = Flow4RInitializerConfig(weights=str(flow4r_weights), num_points=200, long_side=64,
+                                                       batch_size=2)  # fmt: skip
+    trainer = cfg.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    pipeline = trainer.pipeline
+    cached = list(Path(cfg.get_base_dir()).glob("initialization_flow4r_*.npz"))
+    assert len(cached) == 1, "the initializer's result is cached in the run folder"
+    background, far = pipeline.model.base_states
+    velocities = background[:, 14:17]
+    assert float(velocities.norm(dim=-1).gt(0).float().mean()) > 0.5  # most Gaussians took a velocity
+    assert float(far[:, 14:-1].abs().max()) == 0.0  # the sky never moves
+
+    # the same run with the default: every Gaussian at rest
+    default = flux4d_config(log, weights, tmp_path / "default")
+    still = default.setup(local_rank=0, world_size=1)
+    still.setup()
+    assert float(still.pipeline.model.base_states[0][:, 14:-1].abs().max()) == 0.0
+
+
+def test_an_initializer_without_velocities_is_a_clear_error(log: Path, weights: Path, tmp_path: Path) -> None:
+    cfg = flux4d_config(log, weights, tmp_path / "outputs")
+    cfg.pipeline.initial_motion = "initializer"
+    cfg.pipeline.initializer = DatasetPointsInitializerConfig()
+    with pytest.raises(ValueError, match="pipeline.initializer:flow4r"):
         cfg.setup(local_rank=0, world_size=1).setup()

@@ -44,12 +44,16 @@ class TrainingVideo:
     """The camera the frames come from (None when the dataset has no camera ids)."""
 
 
-def select_training_video(times: Sequence[float], camera_ids: Optional[Sequence[int]] = None) -> TrainingVideo:
+def select_training_video(
+    times: Sequence[float], camera_ids: Optional[Sequence[int]] = None, single_camera: bool = False
+) -> TrainingVideo:
     """Pick one training image per distinct time (module docstring) and sort them by time.
 
     Args:
         times: time of each training image.
         camera_ids: camera id of each training image (``None``: a single camera).
+        single_camera: keep only the chosen camera's images, never filling its missing times from other cameras
+            (driving logs, whose cameras fire at slightly different times, would otherwise interleave cameras).
     """
     times = [float(t) for t in times]
     if not times:
@@ -65,6 +69,8 @@ def select_training_video(times: Sequence[float], camera_ids: Optional[Sequence[
         chosen_camera = min(times_per_camera, key=lambda c: (-times_per_camera[c], c))
     by_time: dict = {}
     for index, (time, camera) in enumerate(zip(times, camera_ids)):
+        if single_camera and chosen_camera is not None and camera != chosen_camera:
+            continue
         rank = (camera != (chosen_camera if chosen_camera is not None else camera), index)
         if time not in by_time or rank < by_time[time][0]:
             by_time[time] = (rank, index)

@@ -138,16 +138,16 @@ class InitializedPipeline(VanillaPipeline):
             return None
         return metadata["points3D_xyz"], metadata["points3D_rgb"]
 
-    def initializer_inputs(self) -> InitializerInputs:
-        """The training video (one camera, one image per time, time order; see ``select_training_video``), its
-        cameras, the scene box and the dataparser's points."""
+    def initializer_inputs(self, single_camera: bool = False) -> InitializerInputs:
+        """The training video (one camera, one image per time, time order; see ``select_training_video``, whose
+        ``single_camera`` this passes on), its cameras, the scene box and the dataparser's points."""
         dataset = self.datamanager.train_dataset
         cameras = dataset.cameras
         count = len(dataset)
         # Without times (a static dataset) every image is at time 0, so the video is a single frame.
         times = cameras.times.reshape(-1).tolist() if cameras.times is not None else [0.0] * count
         camera_ids = dataset.metadata.get("camera_ids")
-        video = select_training_video(times, camera_ids)
+        video = select_training_video(times, camera_ids, single_camera)
         if video.camera_id is not None and len({int(c) for c in camera_ids}) > 1:
             CONSOLE.log(f"Initializer: using the training images of camera {video.camera_id} as the video.")
         cached = self.datamanager.cached_train
