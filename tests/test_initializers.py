@@ -43,6 +43,8 @@ from fourd_ns.initializers import (
 )
 from fourd_ns.initializers.cache import cache_file, initialization_cache_key, load_initialization
 from fourd_ns.initializers.feedforward import (
+    LiftedCorrespondences,
+    consistent_correspondences,
     lift_correspondences,
     select_confident_pixels,
     track_velocities,
@@ -414,6 +416,53 @@ def test_anchor_depth_alignment_needs_points_in_view() -> None:
     fallback = Flow4RInitializerConfig(weights="unused", num_points=20, world_alignment="auto").setup()
     result = fallback.seed_from(reconstruction, reconstruction.tracks, resize, inputs)  # falls back to trajectory
     torch.testing.assert_close(result.camera_to_worlds, cameras.camera_to_worlds, atol=1e-4, rtol=0)
+
+
+def occluded_reconstruction():
+    """synthetic_reconstruction, with an occluder in front of the anchor's points in columns 0-1 of frames 1-3 (the
+    point maps there show it at half the depth), and identity 2D correspondences lifted into every frame."""
+    cameras, reconstruction, resize, world_tracks, velocity = synthetic_reconstruction()
+    reconstruction.points = reconstruction.points.clone()
+    reconstruction.points[1:, :, :2] *= 0.5  # anchor-camera coordinates: same pixel ray, half the depth
+    height, width = reconstruction.image_size
+    vs, us = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    identity = torch.stack([us, vs], dim=-1).expand(4, height, width, 2)
+    lifted, inside = lift_correspondences(reconstruction.points, identity)
+    consistent = consistent_correspondences(lifted, inside, reconstruction.tracks, anchor=0, threshold=0.05)
+    return cameras, reconstruction, resize, world_tracks, velocity, LiftedCorrespondences(lifted, consistent)
+
+
+def test_consistency_check_rejects_occluded_correspondences() -> None:
+    *_, correspondences = occluded_reconstruction()
+    consistent = correspondences.consistent
+    assert not bool(consistent[0].any())  # the anchor's own correspondences add nothing
+    assert not bool(consistent[1:, :, :2].any())  # lifted onto the occluder: disagrees with the 3D track
+    assert bool(consistent[1:, :, 2:].all())
+
+
+def test_flow3r_seeds_add_consistent_correspondences_that_flow4r_lacks() -> None:
+    cameras, reconstruction, resize, world_tracks, velocity, correspondences = occluded_reconstruction()
+    inputs = make_inputs(frames=4)
+    inputs.cameras = cameras
+    common = dict(weights="unused", num_points=24, confidence_quantile=0.0, world_alignment="trajectory")
+    flow4r = Flow4RInitializerConfig(**common).setup().seed_from(reconstruction, reconstruction.tracks, resize, inputs)
+    flow3r = Flow3rInitializerConfig(**common, correspondence_share=0.5).setup().seed_from(
+        reconstruction, reconstruction.tracks, resize, inputs, correspondences)
+    assert flow3r.num_points == flow4r.num_points == 24
+    lifted = slice(12, 24)  # the correspondence share comes after the point-map seeds
+    frame_of = torch.round(flow3r.point_times * 3).long()
+    assert bool((frame_of[lifted] > 0).all())
+    for point, frame, v in zip(flow3r.points[lifted].double(), frame_of[lifted], flow3r.velocities[lifted].double()):
+        distance, index = (world_tracks[frame] - point).norm(dim=-1).min(dim=0)
+        assert float(distance) < 1e-4  # a true surface point of the anchor, never the occluder
+        assert int(index) % 4 >= 2
+        torch.testing.assert_close(v, velocity[index], atol=1e-3, rtol=1e-4)  # its own track's velocity
+    same = torch.cdist(flow3r.points.double(), flow4r.points.double()).min(dim=1).values < 1e-6
+    assert not bool(same.all()), "flow3r seeded exactly the flow4r points"
+    # a share of 0 seeds exactly like flow4r
+    plain = Flow3rInitializerConfig(**common, correspondence_share=0.0).setup().seed_from(
+        reconstruction, reconstruction.tracks, resize, inputs, correspondences)
+    torch.testing.assert_close(plain.points, flow4r.points)
 
 
 def test_feedforward_without_cameras_keeps_the_anchor_frame() -> None:

@@ -36,6 +36,11 @@ What differs between the two (the honest part):
   (bilinear lookup). 2D correspondences are supervised by far more data (optical flow, 2D tracks) than 3D scene
   flow, which is Flow3r's argument; but the lift is only right where the point is visible in frame t — where it is
   occluded it takes the occluder's depth. Correspondences that leave frame t fall back to the ``flow4r`` track.
+  The correspondences also change the seeds: a lifted correspondence that agrees with Flow4R's 3D track of the same
+  anchor pixel (within ``consistency_threshold`` of its depth) is a surface point seen in frame t and identified
+  with an anchor pixel, so ``correspondence_share`` of the seeds are such points (at frame t's time, with the
+  anchor's colour and the track's own velocity, no nearest-neighbour lookup); the rest are point-map pixels as for
+  flow4r. Where nothing passes the check (e.g. an untrained head) every seed comes from the point maps.
   Our factored-flow head rides on the Flow4R backbone; real Flow3r weights (a DINOv2/π³ network) cannot be loaded.
 
 Checkpoints must hold trained heads: a CroCo or DUSt3R checkpoint loads into Flow4R with (partly) fresh heads, and
@@ -109,9 +114,16 @@ class Flow4RInitializerConfig(FeedForwardInitializerConfig):
 
 @dataclass
 class Flow3rInitializerConfig(FeedForwardInitializerConfig):
-    """As flow4r, with motion from the factored-flow head's 2D correspondences (checkpoint needs factored_flow)."""
+    """As flow4r, with motion from the factored-flow head's 2D correspondences and part of the seeds lifted from the
+    consistent ones (checkpoint needs factored_flow)."""
 
     _target: Type = field(default_factory=lambda: Flow3rInitializer)
+    correspondence_share: float = 0.5
+    """Share of ``num_points`` taken from anchor pixels' correspondences that pass the consistency check, lifted
+    into the frame they land in (the rest come from the point maps, as for flow4r); 0 seeds like flow4r."""
+    consistency_threshold: float = 0.05
+    """A lifted correspondence is consistent when it lies within this fraction of its depth of Flow4R's 3D track of
+    the same anchor pixel (the two motion estimates agree, so the point is visible where it landed)."""
 
 
 def weights_identity(weights: str) -> dict:
@@ -230,6 +242,30 @@ def anchor_depth_sim3(
     return sim3_matrix(scale, rotation, centre)
 
 
+@dataclass
+class LiftedCorrespondences:
+    """The anchor pixels' factored-flow correspondences lifted into each frame (in the anchor camera)."""
+
+    points: Float[Tensor, "T H W 3"]
+    """Frame t's point map sampled where each anchor pixel lands in frame t."""
+    consistent: Bool[Tensor, "T H W"]
+    """Inside frame t and within the consistency threshold of Flow4R's track; never set for the anchor frame."""
+
+
+def consistent_correspondences(
+    lifted: Float[Tensor, "T H W 3"], inside: Bool[Tensor, "T H W"], tracks: Float[Tensor, "T H W 3"],
+    anchor: int, threshold: float,
+) -> Bool[Tensor, "T H W"]:
+    """Lifted correspondences within ``threshold`` × depth of the 3D track of the same anchor pixel (anchor camera
+    coordinates, so depth is z); the anchor frame itself is excluded (its correspondences are the identity)."""
+    depth = tracks[..., 2].abs().clamp_min(1e-6)
+    agree = (lifted - tracks).norm(dim=-1) <= threshold * depth
+    finite = torch.isfinite(lifted).all(-1) & torch.isfinite(tracks).all(-1)
+    result = inside & agree & finite
+    result[anchor] = False
+    return result
+
+
 class _CorrespondenceRecorder:
     """Wraps a model for ``reconstruct_sequence`` and keeps each batch's anchor → frame correspondences.
 
@@ -275,12 +311,13 @@ class Flow4RInitializer(Initializer):
 
     def reconstruct(
         self, model: Flow4R, images: Float[Tensor, "T 3 H W"], device: torch.device | str
-    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"]]:
-        """The anchored reconstruction and the anchor pixels' tracks used for motion."""
+    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"], Optional[LiftedCorrespondences]]:
+        """The anchored reconstruction, the anchor pixels' tracks used for motion, and (flow3r) the lifted
+        correspondences."""
         reconstruction = reconstruct_sequence(model, images, anchor=self.config.anchor,
                                               batch_size=self.config.batch_size, device=device,
                                               patch=model.backbone_config.patch_size)
-        return reconstruction, reconstruction.tracks
+        return reconstruction, reconstruction.tracks, None
 
     def initialize(self, inputs: InitializerInputs, device: torch.device | str = "cpu") -> InitializerResult:
         config = self.config
@@ -294,8 +331,8 @@ class Flow4RInitializer(Initializer):
         images, resize = resize_for_network(video, config.long_side, patch=model.backbone_config.patch_size)
         CONSOLE.log(f"Initializer '{self.name}': {video.shape[0]} frames at {resize.size[1]}×{resize.size[0]} "
                     f"(from {resize.original_size[1]}×{resize.original_size[0]}), anchor frame {config.anchor}")
-        reconstruction, tracks = self.reconstruct(model, images, device)
-        return self.seed_from(reconstruction, tracks, resize, inputs)
+        reconstruction, tracks, correspondences = self.reconstruct(model, images, device)
+        return self.seed_from(reconstruction, tracks, resize, inputs, correspondences)
 
     def seed_from(
         self,
@@ -303,9 +340,11 @@ class Flow4RInitializer(Initializer):
         tracks: Float[Tensor, "T H W 3"],
         resize: NetworkResize,
         inputs: InitializerInputs,
+        correspondences: Optional[LiftedCorrespondences] = None,
     ) -> InitializerResult:
         """Steps 1–3 of the module docstring on an anchored reconstruction of ``inputs``' video at the network
-        resolution that ``resize`` describes; ``tracks`` are the anchor pixels' positions at every frame time."""
+        resolution that ``resize`` describes; ``tracks`` are the anchor pixels' positions at every frame time. With
+        ``correspondences`` (flow3r), ``correspondence_share`` of the seeds are its consistent lifted points."""
         config = self.config
         camera_to_world = reconstruction.camera_to_anchor.double()
         sim3 = torch.eye(4, dtype=torch.float64)
@@ -333,21 +372,43 @@ class Flow4RInitializer(Initializer):
         points = apply_sim3(sim3, reconstruction.points.double()).float()
         finite = torch.isfinite(points).all(-1) & torch.isfinite(reconstruction.confidence)
         generator = torch.Generator().manual_seed(config.seed)
+        share = getattr(config, "correspondence_share", 0.0) if correspondences is not None else 0.0
+        from_tracks = int(round(share * config.num_points))
         chosen, threshold = select_confident_pixels(reconstruction.confidence, finite, config.confidence_quantile,
-                                                    config.num_points, generator)
+                                                    config.num_points - from_tracks, generator)
         chosen_frames = chosen // (height * width)
         seeds = points.reshape(-1, 3)[chosen]
         colors = (reconstruction.colors.reshape(-1, 3)[chosen].clamp(0, 1) * 255).round().to(torch.uint8)
         times = inputs.times.float()
 
         velocities = None
+        track_velocity = None
         if frames >= 2:
             world_tracks = apply_sim3(sim3, tracks.double()).float().reshape(frames, height * width, 3)
             anchor_confidence = reconstruction.confidence[config.anchor].reshape(-1)
             valid = (anchor_confidence >= threshold) & torch.isfinite(world_tracks).all(-1).all(0)
             world_tracks = torch.nan_to_num(world_tracks)
-            velocities = nearest_track_velocities(seeds, chosen_frames, world_tracks,
-                                                  track_velocities(world_tracks, times), valid)
+            track_velocity = track_velocities(world_tracks, times)
+            velocities = nearest_track_velocities(seeds, chosen_frames, world_tracks, track_velocity, valid)
+
+        if from_tracks > 0:
+            extra = self.correspondence_seeds(correspondences, reconstruction, sim3, threshold, track_velocity,
+                                              from_tracks, generator)  # fmt: skip
+            if extra is None:  # nothing consistent: the whole budget from the point maps
+                chosen, _ = select_confident_pixels(reconstruction.confidence, finite, config.confidence_quantile,
+                                                    config.num_points, generator)  # fmt: skip
+                chosen_frames = chosen // (height * width)
+                seeds = points.reshape(-1, 3)[chosen]
+                colors = (reconstruction.colors.reshape(-1, 3)[chosen].clamp(0, 1) * 255).round().to(torch.uint8)
+                if velocities is not None:
+                    velocities = nearest_track_velocities(seeds, chosen_frames, world_tracks, track_velocity, valid)
+            else:
+                extra_points, extra_colors, extra_frames, extra_velocities = extra
+                seeds = torch.cat((seeds, extra_points))
+                colors = torch.cat((colors, extra_colors))
+                chosen_frames = torch.cat((chosen_frames, extra_frames))
+                if velocities is not None:
+                    velocities = torch.cat((velocities, extra_velocities))
 
         return InitializerResult(
             points=seeds,
@@ -357,6 +418,40 @@ class Flow4RInitializer(Initializer):
             camera_to_worlds=switch_c2w_camera_axes(camera_to_world[:, :3, :]).float(),
             intrinsics=intrinsics_to_original(reconstruction.intrinsics.float(), resize),
         )
+
+
+    def correspondence_seeds(
+        self,
+        correspondences: LiftedCorrespondences,
+        reconstruction: SequenceReconstruction,
+        sim3: Float[Tensor, "4 4"],
+        threshold: Tensor,
+        track_velocity: Optional[Float[Tensor, "T M 3"]],
+        count: int,
+        generator: torch.Generator,
+    ) -> Optional[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Up to ``count`` consistent lifted correspondences of confident anchor pixels (a seeded random subset):
+        world positions, the anchor pixels' colours, frame indices and their tracks' velocities at that frame; None
+        when none is consistent."""
+        frames, height, width = reconstruction.confidence.shape
+        anchor = self.config.anchor
+        confident = reconstruction.confidence[anchor] >= threshold
+        usable = (correspondences.consistent & confident[None]).reshape(-1)
+        candidates = torch.nonzero(usable).reshape(-1)
+        CONSOLE.log(f"Initializer '{self.name}': {candidates.numel()} lifted correspondences of confident anchor pixels "
+                    f"pass the consistency check ({self.config.consistency_threshold:g} of depth)")
+        if candidates.numel() == 0:
+            return None
+        if candidates.numel() > count:
+            candidates = candidates[torch.randperm(candidates.numel(), generator=generator)[:count]].sort().values
+        frame = candidates // (height * width)
+        pixel = candidates % (height * width)
+        world = apply_sim3(sim3, correspondences.points.reshape(-1, 3)[candidates].double()).float()
+        colors = reconstruction.colors[anchor].reshape(-1, 3)[pixel]
+        colors = (colors.clamp(0, 1) * 255).round().to(torch.uint8)
+        velocity = (track_velocity[frame, pixel] if track_velocity is not None
+                    else torch.zeros(candidates.numel(), 3))  # fmt: skip
+        return world, colors, frame, velocity
 
 
 class Flow3rInitializer(Flow4RInitializer):
@@ -376,7 +471,7 @@ class Flow3rInitializer(Flow4RInitializer):
 
     def reconstruct(
         self, model: Flow4R, images: Float[Tensor, "T 3 H W"], device: torch.device | str
-    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"]]:
+    ) -> tuple[SequenceReconstruction, Float[Tensor, "T H W 3"], Optional[LiftedCorrespondences]]:
         recorder = _CorrespondenceRecorder(model)
         reconstruction = reconstruct_sequence(recorder, images, anchor=self.config.anchor,
                                               batch_size=self.config.batch_size, device=device,
@@ -386,4 +481,6 @@ class Flow3rInitializer(Flow4RInitializer):
         CONSOLE.log(f"Initializer '{self.name}': {float(inside.float().mean()) * 100:.1f}% of the anchor's "
                     "correspondences stay in view and are lifted to 3D; the rest keep Flow4R's tracks.")
         tracks = torch.where(inside[..., None], lifted, reconstruction.tracks)
-        return reconstruction, tracks
+        consistent = consistent_correspondences(lifted, inside, reconstruction.tracks, self.config.anchor,
+                                                self.config.consistency_threshold)  # fmt: skip
+        return reconstruction, tracks, LiftedCorrespondences(points=lifted, consistent=consistent)
