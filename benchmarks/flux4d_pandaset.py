@@ -10,7 +10,8 @@ of ``../shared/data/pandaset/002`` (frames 00-15: inputs 0, 2, …, 10; ``flux4d
 ``flux4d-future`` 11-15), and is evaluated like ``ns-eval``. Rows:
 
 - flux4d with the base weights (linear motion, no refinement, no velocity re-weighting in training), the full weights
-  without and with their refinement iteration(s), and the full weights + ``--finetune`` per-scene iterations;
+  without and with their refinement iteration(s), the full weights starting from the flow4r / flow3r initializer's
+  velocities (``--initial-motion-weights``), and the full weights + ``--finetune`` per-scene iterations;
 - per-scene baselines from the same LiDAR seeds: static 3DGS (deform4d with its deformation never switched on) and
   deform4d with the LiDAR depth loss, at each of ``--budgets`` iterations.
 
@@ -65,6 +66,13 @@ def flux4d_rows(options: argparse.Namespace) -> Dict[str, List[str]]:
     if options.untrained_weights is not None:
         rows["control: untrained networks (initial Gaussians, static)"] = [
             "--pipeline.model.weights", str(options.untrained_weights), *common, "--pipeline.model.refinement-iterations", "0"]
+    if options.initial_motion_weights is not None:
+        for initializer in ("flow4r", "flow3r"):
+            rows[f"flux4d full, initial velocities from {initializer}"] = [
+                *full, "--pipeline.initial-motion", "initializer", f"pipeline.initializer:{initializer}",
+                "--pipeline.initializer.weights", str(options.initial_motion_weights),
+                "--pipeline.initializer.long-side", str(options.initial_motion_long_side),
+                "--pipeline.initializer.num-points", str(options.points)]
     rows[f"flux4d full + {options.finetune} fine-tuning"] = [
         *full, "--pipeline.model.finetune-steps", str(options.finetune), "--pipeline.model.lidar-depth-loss-weight", "0.5"]
     return rows
@@ -215,6 +223,11 @@ def main() -> None:
                         "control row")  # fmt: skip
     parser.add_argument("--other-weights", nargs="*", default=[], metavar="NAME=WEIGHTS",
                         help="more flux4d rows with other weights (e.g. trained on fewer logs)")
+    parser.add_argument("--initial-motion-weights", type=Path, default=None,
+                        help="a Flow4R checkpoint with the factored-flow head: adds the rows whose LiDAR Gaussians start "
+                        "from the flow4r / flow3r initializer's velocities (--pipeline.initial-motion initializer)")
+    parser.add_argument("--initial-motion-long-side", type=int, default=64,
+                        help="long side the initial-motion checkpoint runs at (its training resolution)")
     parser.add_argument("--weights-command", default="", help="the fourd-train-flux4d commands that made the weights")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000])
@@ -272,6 +285,8 @@ def main() -> None:
         + (f"--base-weights {relative(options.base_weights)} " if options.base_weights else "")
         + (f"--untrained-weights {relative(options.untrained_weights)} " if options.untrained_weights else "")
         + ("--other-weights " + " ".join(f"'{e}'" for e in options.other_weights) + " " if options.other_weights else "")
+        + (f"--initial-motion-weights {relative(options.initial_motion_weights)} --initial-motion-long-side "
+           f"{options.initial_motion_long_side} " if options.initial_motion_weights else "")
         + f"--splits {' '.join(options.splits)} --budgets {' '.join(map(str, options.budgets))} "
         + (f"--future-budgets {' '.join(map(str, options.future_budgets))} " if options.future_budgets else "")
         + "--points "
