@@ -359,3 +359,26 @@ def test_zero_initialised_heads_start_at_the_identity_and_still_learn() -> None:
     assert torch.equal(final, torch.zeros_like(final))
     (final - 1.0).square().sum().backward()  # a loss that wants motion reaches the heads
     assert gmn.refinement.head_means.weight.grad.abs().sum() > 0
+
+
+def test_refining_the_forecast_starts_at_the_idn_and_adds_the_correction() -> None:
+    idn = tiny_idn()  # random heads: a non-zero forecast
+    replacing = tiny_gmn(zero_init_heads=True)
+    refining = tiny_gmn(zero_init_heads=True, refine_forecast=True)
+    refining.load_state_dict(replacing.state_dict())
+    idn_out, replaced = run_both(idn, replacing)
+    _, refined = run_both(idn, refining, isolated=True)
+    forecast = deformation_to_vector(idn_out.forecast)
+    assert float(forecast.abs().max()) > 0
+    assert torch.equal(deformation_to_vector(replaced.deformation), torch.zeros_like(forecast))  # literal reading
+    torch.testing.assert_close(deformation_to_vector(refined.deformation), forecast)  # starts as the IDN alone
+    torch.testing.assert_close(deformation_to_vector(refined.isolated_deformation), forecast)
+    # with trained (here: random) heads the result is the forecast plus what the replacing GMN outputs
+    for gmn in (replacing, refining):
+        torch.manual_seed(3)
+        for head in (gmn.refinement.head_means, gmn.refinement.head_quats, gmn.refinement.head_scales):
+            torch.nn.init.normal_(head.weight, std=0.1)
+    _, replaced = run_both(idn, replacing)
+    _, refined = run_both(idn, refining)
+    torch.testing.assert_close(deformation_to_vector(refined.deformation),
+                               forecast + deformation_to_vector(replaced.deformation))

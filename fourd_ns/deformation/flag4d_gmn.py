@@ -45,6 +45,13 @@ Choices where the paper is silent:
   both networks while Eq. 7's first term trains only the GMN.
 - **Zero-initialised DRN heads** (``zero_init_heads``): the final deformation starts at the identity when the
   deformation is switched on after the static warm-up (see the IDN module for why).
+- **Refining the forecast** (``refine_forecast``). The paper's DRN maps ``[S(t), G_0 + δθ^IDN_t, M_scene]`` to
+  "the final deformation"; read literally (``refine_forecast=False``), its output replaces the IDN's forecast, so
+  with zero-initialised heads the model renders *no* deformation when the deformation is switched on, and the IDN
+  reaches the image only through the DRN's inputs. With ``refine_forecast=True`` the DRN predicts a correction
+  added to the forecast (``δθ^GMN_t = δθ^IDN_t + DRN(…)``): the model starts exactly as its IDN alone
+  (Deformable-3DGS with a GRU window) and the flow-guided GMN can only add to it. Eq. 7 then pulls the correction
+  towards zero and the IDN towards the refined deformation.
 - **Noise augmentation S(t).** Annealed smooth training of Deformable-3DGS: the caller's scalar ``time_noise`` (the
   same draw the IDN's time gets; 0 at evaluation) is added to t before the NeRF frequency encoding (10 frequencies).
 """
@@ -294,6 +301,9 @@ class GlobalMotionNetwork(nn.Module):
         local_window: side of the per-Gaussian token window around its projection, 0 to disable.
         refinement_width, refinement_depth: DRN MLP size.
         position_frequencies, time_frequencies: NeRF frequency encodings of positions and time.
+        refine_forecast: the final deformation is the IDN's forecast plus the DRN's output (a correction), instead
+            of the DRN's output alone. With zero-initialised heads the model then starts exactly as its IDN alone
+            and the GMN can only add to it (module docstring, "Refining the forecast").
     """
 
     def __init__(
@@ -309,8 +319,10 @@ class GlobalMotionNetwork(nn.Module):
         position_frequencies: int = 10,
         time_frequencies: int = 10,
         zero_init_heads: bool = True,
+        refine_forecast: bool = False,
     ) -> None:
         super().__init__()
+        self.refine_forecast = refine_forecast
         self.temporal_fusion = TemporalFusionEncoder(flow_channels, model_dim)
         self.alignment = ContextualDeformationAlignment(model_dim, num_heads, pooled_grid, local_window)
         self.refinement = DeformationRefinementNetwork(
@@ -398,6 +410,12 @@ class GlobalMotionNetwork(nn.Module):
             canonical_scales.detach() + step.d_scales,
             scene_motion,
         )
+        if self.refine_forecast:
+            deformation = Deformation(
+                d_means=step.d_means + deformation.d_means,
+                d_quats=step.d_quats + deformation.d_quats,
+                d_scales=step.d_scales + deformation.d_scales,
+            )
         if not with_isolated_prediction:
             return GMNOutput(deformation=deformation, attention_weights=weights)
         vector = deformation_to_vector(deformation)
