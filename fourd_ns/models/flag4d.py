@@ -106,6 +106,10 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     """Width of the Deformation Refinement Network."""
     refinement_depth: int = 3
     """Hidden layers of the Deformation Refinement Network."""
+    refine_forecast: bool = False
+    """The GMN's output is a correction added to the IDN's forecast instead of replacing it: with zero-initialised
+    heads flag4d then starts exactly as its IDN alone (`fourd_ns.deformation.flag4d_gmn`, "Refining the
+    forecast")."""
     # ---- losses (Eq. 12)
     mutual_weight: float = 1.0
     """Weight of the mutual-learning loss (Eq. 7)."""
@@ -165,6 +169,7 @@ class Flag4DModel(DeformableSplatfactoModel):
                 position_frequencies=cfg.position_frequencies,
                 time_frequencies=cfg.time_frequencies,
                 zero_init_heads=cfg.zero_init_heads,
+                refine_forecast=cfg.refine_forecast,
             )
         metadata = self.kwargs.get("metadata") or {}
         time_span = float(metadata.get("time_span", 0.0) or 0.0)
