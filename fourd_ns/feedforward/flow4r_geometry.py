@@ -36,6 +36,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics, unproject_pixels
+
 _WEIGHT_EPS = 1e-12
 """Total pose weight below which an image's weights are considered all-zero (uniform fallback)."""
 _VARIANCE_EPS = 1e-12
@@ -75,9 +77,7 @@ def unproject_depth(depth: Float[Tensor, "B H W"], intrinsics: Float[Tensor, "B 
     """Camera-space points z·K⁻¹·(u, v, 1) of every pixel centre (used to build ground-truth point maps)."""
     _, height, width = depth.shape
     uv = pixel_grid(height, width, device=depth.device, dtype=depth.dtype)
-    homogeneous = torch.cat([uv, torch.ones_like(uv[..., :1])], dim=-1)
-    rays = torch.einsum("bij,hwj->bhwi", torch.linalg.inv(intrinsics), homogeneous)
-    return rays * depth[..., None]
+    return unproject_pixels(uv, depth, *unpack_intrinsics(intrinsics, point_dims=2))
 
 
 def scene_flow(points: Float[Tensor, "B H W 3"], points_other: Float[Tensor, "B H W 3"]) -> Float[Tensor, "B H W 3"]:
@@ -181,9 +181,8 @@ def _normalised_coordinates(
     points: Float[Tensor, "B *rest 3"], min_depth: float
 ) -> tuple[Float[Tensor, "B *rest 2"], Bool[Tensor, "B *rest"]]:
     """(X/Z, Y/Z) with Z clamped to ``min_depth``, and whether Z was in front of the camera."""
-    depth = points[..., 2:3]
-    in_front = depth[..., 0] > min_depth
-    return points[..., :2] / depth.clamp_min(min_depth), in_front
+    rays = project_camera_points(points, 1.0, 1.0, 0.0, 0.0, min_depth=min_depth, depth_guard="clamp")
+    return rays.pixels, rays.in_front
 
 
 def estimate_focal(
@@ -238,9 +237,9 @@ def project_points(
     min_depth: float = 1e-6,
 ) -> Float[Tensor, "B *rest 2"]:
     """Eq. 8: pixel coordinates p = f·(X/Z, Y/Z) + c (depth clamped to ``min_depth`` to stay finite)."""
-    rays, _ = _normalised_coordinates(points, min_depth)
     expand = (slice(None),) + (None,) * (points.ndim - 2)
-    return focal[expand + (None,)] * rays + principal_point[expand]
+    f, cx, cy = focal[expand], principal_point[:, 0][expand], principal_point[:, 1][expand]
+    return project_camera_points(points, f, f, cx, cy, min_depth=min_depth, depth_guard="clamp").pixels
 
 
 def optical_flow(

@@ -65,6 +65,7 @@ from torch import Tensor
 
 from fourd_ns.feedforward.flow4r_geometry import invert_pose, normalise_pair_scale, solve_pose, transform_points
 from fourd_ns.feedforward.pair_types import PairBatch, PairPrediction, ViewPrediction, ViewTargets
+from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics
 
 TERM_NAMES = ("point", "motion_3d", "motion_2d", "pose_weight", "rigid_motion", "correspondence")
 """Keys of the per-term dictionary returned by `flow4r_loss` (unweighted, summed over both views)."""
@@ -161,10 +162,8 @@ def project(
 ) -> Float[Tensor, "B H W 2"]:
     """Pixel coordinates (u, v) of camera-space points through pinhole intrinsics K (fx and fy may differ; z clamped
     at ``min_depth``). Ground-truth intrinsics need not be square-pixel, unlike `project_points`' single focal."""
-    depth = points[..., 2:3].clamp(min=min_depth)
-    focal = torch.stack([intrinsics[:, 0, 0], intrinsics[:, 1, 1]], dim=-1)[:, None, None, :]
-    centre = intrinsics[:, :2, 2][:, None, None, :]
-    return points[..., :2] / depth * focal + centre
+    fx, fy, cx, cy = unpack_intrinsics(intrinsics, point_dims=2)
+    return project_camera_points(points, fx, fy, cx, cy, min_depth=min_depth, depth_guard="clamp").pixels
 
 
 def image_coordinate_scale(height: int, width: int, unit: Literal["normalised", "pixels"], like: Tensor) -> Tensor:

@@ -58,6 +58,7 @@ from fourd_ns.feedforward.flow4r_geometry import pixel_grid, transform_points, u
 from fourd_ns.feedforward.pair_types import PairBatch, PairSample, ViewTargets
 from fourd_ns.feedforward.sequence_format import Sequence, read_sequence
 from fourd_ns.feedforward.synthetic_pairs import PATCH_SIZE, SyntheticPairSource
+from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics, unproject_pixels
 
 
 def check_image_size(image_size: tuple[int, int], setting: str) -> None:
@@ -134,21 +135,11 @@ class CropResize:
 def project_pinhole(
     points: Float[Tensor, "*N 3"], intrinsics: Float[Tensor, "3 3"]
 ) -> tuple[Float[Tensor, "*N 2"], Float[Tensor, "*N"]]:
-    """Pixel positions K·(X/Z, Y/Z, 1) and depths Z (points at Z ≤ 0 get finite but meaningless pixels)."""
-    z = points[..., 2]
-    safe = torch.where(z.abs() > 1e-12, z, torch.full_like(z, 1e-12))
-    u = intrinsics[0, 0] * points[..., 0] / safe + intrinsics[0, 2]
-    v = intrinsics[1, 1] * points[..., 1] / safe + intrinsics[1, 2]
-    return torch.stack([u, v], dim=-1), z
-
-
-def unproject_pixels(
-    pixels: Float[Tensor, "N 2"], depth: Float[Tensor, "N"], intrinsics: Float[Tensor, "3 3"]
-) -> Float[Tensor, "N 3"]:
-    """Camera points depth·K⁻¹·(u, v, 1) of arbitrary pixel positions."""
-    x = (pixels[:, 0] - intrinsics[0, 2]) / intrinsics[0, 0]
-    y = (pixels[:, 1] - intrinsics[1, 2]) / intrinsics[1, 1]
-    return torch.stack([x, y, torch.ones_like(x)], dim=-1) * depth[:, None]
+    """Pixel positions K·(X/Z, Y/Z, 1) and depths Z (points at Z ≤ 0 get finite but meaningless pixels: only
+    |Z| ≤ 1e-12 is guarded, so callers test Z themselves)."""
+    fx, fy, cx, cy = unpack_intrinsics(intrinsics)
+    projection = project_camera_points(points, fx, fy, cx, cy, min_depth=1e-12, depth_guard="nonzero")
+    return projection.pixels, projection.depth
 
 
 def inside_image(pixels: Float[Tensor, "*N 2"], height: int, width: int) -> Bool[Tensor, "*N"]:
@@ -385,7 +376,8 @@ class SequencePairDataset(Dataset):
             if reverse is not None:
                 flow_ok &= forward_backward_consistent(flow, reverse, *self.flow_check)
             depth, depth_ok = interpolate_depth(other.depth, target.reshape(-1, 2), self.depth_edge_tolerance)
-            moved = unproject_pixels(target.reshape(-1, 2), depth, other.intrinsics).reshape(height, width, 3)
+            moved = unproject_pixels(target.reshape(-1, 2), depth, *unpack_intrinsics(other.intrinsics))
+            moved = moved.reshape(height, width, 3)
             motion_ok = flow_ok & depth_ok.reshape(height, width)
             points_other = torch.where(motion_ok[..., None], moved, points_other)
             motion_valid |= motion_ok

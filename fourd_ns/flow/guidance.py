@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from fourd_ns.flow.embeddings import FlowEmbeddings
+from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics
 
 PROJECTION_LIMIT = 2.0
 """Projections are clamped to [−limit, limit]: outside [−1, 1] the GMN samples the border tokens."""
@@ -90,7 +91,8 @@ class FlowGuidance:
     viewmats: Float[Tensor, "T 4 4"]
     """World-to-camera (OpenCV) matrix of each frame's camera."""
     intrinsics: Float[Tensor, "T 3 3"]
-    """Pixel intrinsics of each frame's camera at the resolution the flow was computed at."""
+    """Pixel intrinsics of each frame's camera at the resolution the flow was computed at (pinhole without skew, as
+    nerfstudio's cameras; projected by :func:`fourd_ns.geometry.pinhole.project_camera_points`)."""
 
     def __post_init__(self) -> None:
         frames = self.embeddings.num_frames
@@ -125,15 +127,13 @@ class FlowGuidance:
         """``(x, y)`` of world points in frame ``frame``'s embedding grid, in [−1, 1] inside it (module docstring)."""
         viewmat = self.viewmats[frame].to(points)
         camera_points = points @ viewmat[:3, :3].T + viewmat[:3, 3]
-        depth = camera_points[:, 2:3]
-        in_front = depth > 1e-6
-        pixels = camera_points[:, :2] / depth.clamp_min(1e-6)
-        K = self.intrinsics[frame].to(points)
-        u = K[0, 0] * pixels[:, 0] + K[0, 1] * pixels[:, 1] + K[0, 2]
-        v = K[1, 1] * pixels[:, 1] + K[1, 2]
+        fx, fy, cx, cy = unpack_intrinsics(self.intrinsics[frame].to(points))
+        projection = project_camera_points(camera_points, fx, fy, cx, cy, min_depth=1e-6)
+        u, v = projection.pixels.unbind(-1)
         grid_h, grid_w = self.embeddings.past.shape[-2:]
         stride = self.embeddings.stride
         normalised = torch.stack([2.0 * u / (grid_w * stride) - 1.0, 2.0 * v / (grid_h * stride) - 1.0], dim=-1)
+        in_front = projection.in_front[:, None]
         normalised = torch.where(in_front, normalised, torch.full_like(normalised, PROJECTION_LIMIT))
         return normalised.clamp(-PROJECTION_LIMIT, PROJECTION_LIMIT)
 

@@ -47,7 +47,7 @@ class PinholeProjection(NamedTuple):
     """``depth > min_depth``: whether the pixels are a real projection."""
 
 
-def project_to_pixels(
+def project_camera_points(
     points: Float[Tensor, "*batch 3"],
     fx: Intrinsic,
     fy: Intrinsic,
@@ -71,13 +71,13 @@ def project_to_pixels(
     elif depth_guard == "nonzero":
         divisor = torch.where(depth.abs() > min_depth, depth, torch.full_like(depth, min_depth))
     else:
-        raise ValueError(f"project_to_pixels: unknown depth_guard {depth_guard!r}; use 'clamp' or 'nonzero'")
+        raise ValueError(f"project_camera_points: unknown depth_guard {depth_guard!r}; use 'clamp' or 'nonzero'")
     u = fx * points[..., 0] / divisor + cx
     v = fy * points[..., 1] / divisor + cy
     return PinholeProjection(torch.stack([u, v], dim=-1), depth, depth > min_depth)
 
 
-def unproject_from_pixels(
+def unproject_pixels(
     pixels: Float[Tensor, "*batch 2"],
     depth: Union[float, Float[Tensor, "*batch"]],
     fx: Intrinsic,
@@ -85,7 +85,7 @@ def unproject_from_pixels(
     cx: Intrinsic,
     cy: Intrinsic,
 ) -> Float[Tensor, "*batch 3"]:
-    """Camera-frame points ``depth·((u − cx)/fx, (v − cy)/fy, 1)``: the inverse of :func:`project_to_pixels` for
+    """Camera-frame points ``depth·((u − cx)/fx, (v − cy)/fy, 1)``: the inverse of :func:`project_camera_points` for
     points in front of the camera. ``depth`` is camera z; ``depth=1`` gives ray directions with unit z."""
     x = (pixels[..., 0] - cx) / fx
     y = (pixels[..., 1] - cy) / fy

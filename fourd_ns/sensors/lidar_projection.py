@@ -2,10 +2,11 @@
 
 Conventions are those of nerfstudio and of our rasterizer: cameras are camera-to-world in OpenGL axes (x right,
 y up, looking along -z); projection is done in OpenCV axes (x right, y down, z forward) with
-``u = fx·x/z + cx``, ``v = fy·y/z + cy``, and pixel (column j, row i) covers ``[j, j+1) × [i, i+1)`` so its centre
-is at ``(j + 0.5, i + 0.5)``, where nerfstudio's ``Cameras.generate_rays`` shoots its ray. A point therefore lands
-in pixel ``(floor(u), floor(v))``. Depth is the camera-space z (distance along the optical axis, not along the
-ray), in the units of the points, which is what gsplat's "ED" render mode produces.
+``u = fx·x/z + cx``, ``v = fy·y/z + cy`` (:func:`fourd_ns.geometry.pinhole.project_camera_points`), and
+pixel (column j, row i) covers ``[j, j+1) × [i, i+1)`` so its centre is at ``(j + 0.5, i + 0.5)``, where
+nerfstudio's ``Cameras.generate_rays`` shoots its ray. A point therefore lands in pixel ``(floor(u), floor(v))``.
+Depth is the camera-space z (distance along the optical axis, not along the ray), in the units of the points, which
+is what gsplat's "ED" render mode produces.
 
 Where several points land in one pixel the nearest one is kept. A sweep is captured from the LiDAR's position over
 ~0.1 s, not from the camera's centre at the camera's shutter time, so near depth edges a few returns of the
@@ -24,6 +25,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from nerfstudio.cameras.cameras import Cameras, CameraType
+
+from fourd_ns.geometry.pinhole import project_camera_points
 
 DEFAULT_NEAR = 1e-3
 """Points with camera z at or below this (scene units) are behind or too close to the camera and are ignored."""
@@ -52,11 +55,10 @@ def project_points(
     """Indices into ``points`` (increasing), flat pixel ids (``row · width + column``) and camera z of the K points
     in front of the camera and inside the image: the one pinhole projection of LiDAR depth and point colouring."""
     camera = points_to_camera(points, camera_to_world)
-    z = camera[:, 2]
-    in_front = torch.nonzero(z > near).squeeze(1)
-    camera, z = camera[in_front], z[in_front]
-    u = fx * camera[:, 0] / z + cx
-    v = fy * camera[:, 1] / z + cy
+    in_front = torch.nonzero(camera[:, 2] > near).squeeze(1)
+    # Only points in front are projected, so the plain division is safe (no depth guard needed).
+    projection = project_camera_points(camera[in_front], fx, fy, cx, cy, depth_guard="nonzero")
+    (u, v), z = projection.pixels.unbind(-1), projection.depth
     # Compare in floating point before the integer cast so far-off points cannot overflow into the image.
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
     columns = torch.floor(u[inside]).long()

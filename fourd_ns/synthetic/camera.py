@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fourd_ns.geometry.pinhole import project_camera_points, unproject_pixels
+
 
 @dataclass(frozen=True, eq=False)
 class PinholeCamera:
@@ -79,9 +81,7 @@ def camera_rays(camera: PinholeCamera, uv: Tensor) -> tuple[Tensor, Tensor]:
     component is 1, so the ray parameter of a hit is its z-depth.
     """
     cx, cy = camera.principal_point
-    d_cam = torch.stack(
-        [(uv[:, 0] - cx) / camera.focal, (uv[:, 1] - cy) / camera.focal, torch.ones_like(uv[:, 0])], dim=-1
-    )
+    d_cam = unproject_pixels(uv, 1.0, camera.focal, camera.focal, cx, cy)
     c2w = torch.as_tensor(camera.rotation.T, dtype=torch.float32)
     dirs = d_cam @ c2w.T
     origins = torch.as_tensor(camera.position, dtype=torch.float32).expand_as(dirs)
@@ -89,10 +89,12 @@ def camera_rays(camera: PinholeCamera, uv: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def project(camera: PinholeCamera, points: Tensor) -> tuple[Tensor, Tensor]:
-    """Project world points [N, 3] to pixel positions [N, 2] and camera z-depths [N]."""
+    """Project world points [N, 3] to pixel positions [N, 2] and camera z-depths [N].
+
+    The plain formula (no depth guard): points at z = 0 get infinite pixels, points behind the camera mirrored ones;
+    callers test the depth."""
     w2c = torch.as_tensor(camera.rotation, dtype=points.dtype)
     p_cam = (points - torch.as_tensor(camera.position, dtype=points.dtype)) @ w2c.T
-    z = p_cam[:, 2]
     cx, cy = camera.principal_point
-    uv = torch.stack([camera.focal * p_cam[:, 0] / z + cx, camera.focal * p_cam[:, 1] / z + cy], dim=-1)
-    return uv, z
+    projection = project_camera_points(p_cam, camera.focal, camera.focal, cx, cy, depth_guard="nonzero")
+    return projection.pixels, projection.depth
