@@ -73,6 +73,7 @@ from fourd_ns.feedforward.sequence_inference import (
     resize_for_network,
 )
 from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
+from fourd_ns.geometry.pinhole import project_camera_points
 from fourd_ns.geometry.similarity import align_camera_poses, apply_sim3, apply_sim3_to_c2w, sim3_matrix, sim3_scale
 from fourd_ns.initializers.base import Initializer, InitializerConfig, InitializerInputs, InitializerResult
 
@@ -226,12 +227,12 @@ def anchor_depth_sim3(
         return None
     rotation, centre = anchor_camera_to_world[:3, :3], anchor_camera_to_world[:3, 3]
     local = (inputs.dataset_points.double() - centre) @ rotation  # Rᵀ (p − c) for row vectors
-    depth = local[:, 2]
     camera = inputs.cameras[anchor]
-    front = depth > 1e-9
-    u = float(camera.cx) + float(camera.fx) * local[:, 0] / depth.clamp_min(1e-9)
-    v = float(camera.cy) + float(camera.fy) * local[:, 1] / depth.clamp_min(1e-9)
-    seen = front & (u >= 0) & (u < int(camera.width)) & (v >= 0) & (v < int(camera.height))
+    projection = project_camera_points(
+        local, float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy), min_depth=1e-9
+    )
+    (u, v), depth = projection.pixels.unbind(-1), projection.depth
+    seen = projection.in_front & (u >= 0) & (u < int(camera.width)) & (v >= 0) & (v < int(camera.height))
     predicted = reconstruction.points[anchor, ..., 2].double()
     confidence = reconstruction.confidence[anchor].double()
     usable = torch.isfinite(predicted) & torch.isfinite(confidence) & (predicted > 1e-9)

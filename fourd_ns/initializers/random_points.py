@@ -24,6 +24,7 @@ from torch import Tensor
 from nerfstudio.cameras.cameras import Cameras
 
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
+from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics
 from fourd_ns.initializers.base import Initializer, InitializerConfig, InitializerInputs, InitializerResult
 
 _CANDIDATE_BATCH = 1 << 15
@@ -58,11 +59,11 @@ def visible_in_any_camera(points: Float[Tensor, "N 3"], cameras: Cameras) -> Boo
     for start in range(0, viewmats.shape[0], _CAMERA_CHUNK):  # bounded memory for long videos
         chunk = slice(start, start + _CAMERA_CHUNK)
         camera_points = torch.einsum("cij,nj->cni", viewmats[chunk, :3, :3], points) + viewmats[chunk, None, :3, 3]
-        depth = camera_points[..., 2]
-        pixels = torch.einsum("cij,cnj->cni", intrinsics[chunk], camera_points) / depth.clamp_min(1e-6)[..., None]
-        u, v = pixels[..., 0], pixels[..., 1]
+        fx, fy, cx, cy = unpack_intrinsics(intrinsics[chunk], point_dims=1)
+        projection = project_camera_points(camera_points, fx, fy, cx, cy, min_depth=1e-6)
+        u, v = projection.pixels.unbind(-1)
         inside = (u >= 0) & (u < widths[chunk, None]) & (v >= 0) & (v < heights[chunk, None])
-        visible |= ((depth > 1e-6) & inside).any(dim=0)
+        visible |= (projection.in_front & inside).any(dim=0)
     return visible
 
 

@@ -27,6 +27,7 @@ from jaxtyping import Float
 from pytorch_msssim import ssim
 from torch import Tensor
 
+from fourd_ns.geometry.pinhole import project_camera_points
 from fourd_ns.reconstruction.view_rendering import ViewRender
 from fourd_ns.reconstruction.views import CameraView
 from fourd_ns.scene.flux4d_gaussians import Flux4DLayout, motion_in_metres_per_second
@@ -60,10 +61,10 @@ def image_plane_displacement(
     depth_ok = torch.ones(now.shape[0], dtype=torch.bool, device=now.device)
     for points in (now, later):
         camera = points_to_camera(points, view.camera_to_world.to(points))
-        z = camera[:, 2]
-        depth_ok &= z > near
-        z = z.clamp_min(near)
-        pixels.append(torch.stack([intrinsics[0, 0] * camera[:, 0] / z, intrinsics[1, 1] * camera[:, 1] / z], -1))
+        # The principal point cancels in the displacement, so it is left out (cx = cy = 0).
+        projection = project_camera_points(camera, intrinsics[0, 0], intrinsics[1, 1], 0.0, 0.0, min_depth=near)
+        depth_ok &= projection.in_front
+        pixels.append(projection.pixels)
     return torch.where(depth_ok[:, None], pixels[1] - pixels[0], torch.zeros_like(pixels[0]))
 
 
