@@ -23,6 +23,7 @@ from fourd_ns.gaussians.dense_reference import dense_rasterize_to_pixels
 from fourd_ns.gaussians.projection import project_gaussians
 from fourd_ns.gaussians.rasterize import rasterize
 from fourd_ns.gaussians.tile_rasterizer import rasterize_to_pixels
+from fourd_ns.geometry.pinhole import unproject_pixels
 
 SIZES = [(64, 64, 1_000), (128, 128, 10_000), (320, 180, 50_000)]
 DENSE_ROW_BLOCK_ELEMENTS = 1 << 24
@@ -40,7 +41,7 @@ def make_scene(n: int, width: int, height: int, seed: int = 0, device: str = "cp
     depth = 2.0 + 8.0 * torch.rand(n, generator=g)
     u = (torch.rand(n, generator=g) * 1.1 - 0.05) * width
     v = (torch.rand(n, generator=g) * 1.1 - 0.05) * height
-    means = torch.stack([(u - width / 2) * depth / focal, (v - height / 2) * depth / focal, depth], -1)
+    means = unproject_pixels(torch.stack([u, v], -1), depth, focal, focal, width / 2, height / 2)
     sigma_px = torch.exp(math.log(0.5) + math.log(10.0) * torch.rand(n, generator=g))
     scales = (sigma_px * depth / focal)[:, None] * torch.exp(0.3 * torch.randn(n, 3, generator=g))
     scene = {
