@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from fourd_ns.geometry.pinhole import project_camera_points
 from fourd_ns.geometry.rotations import quat_to_rotmat
 
 
@@ -35,7 +36,8 @@ def world_to_camera(
 def perspective_project(
     means_c: Float[Tensor, "C N 3"], covars_c: Float[Tensor, "C N 3 3"], Ks: Float[Tensor, "C 3 3"], width: int, height: int
 ) -> Tuple[Float[Tensor, "C N 2"], Float[Tensor, "C N 2 2"]]:
-    """Pinhole projection of means and first-order (EWA) projection of covariances.
+    """Pinhole projection of means (:func:`fourd_ns.geometry.pinhole.project_camera_points`, the form of gsplat's
+    CUDA kernel; no skew) and first-order (EWA) projection of covariances.
 
     The Jacobian is evaluated at the camera-space point with x/z and y/z clamped to 1.3x the field of view, as
     gsplat does, so Gaussians far outside the frustum do not get exploding screen-space footprints.
@@ -55,7 +57,8 @@ def perspective_project(
         [fx / tz, zeros, -fx * tx_c / (tz * tz), zeros, fy / tz, -fy * ty_c / (tz * tz)], dim=-1
     ).reshape(tz.shape + (2, 3))
     covars2d = jac @ covars_c @ jac.transpose(-1, -2)
-    means2d = torch.einsum("cij,cnj->cni", Ks[:, :2, :3], means_c) / tz[..., None]
+    # Unguarded division, as gsplat's: Gaussians at or behind the near plane are culled by the caller.
+    means2d = project_camera_points(means_c, fx, fy, cx, cy, depth_guard="nonzero").pixels
     return means2d, covars2d
 
 
