@@ -6,7 +6,9 @@ datamanager's device is the CPU the images already live in host memory, so we ca
 and skip pinning; on CUDA the upstream behaviour is unchanged.
 
 Its dataset is :class:`~fourd_ns.datasets.depth_prior_dataset.DepthPriorDataset`: batches carry ``depth_image`` when
-the dataparser lists depth files (FLAG-4D's depth term), and nothing extra otherwise.
+the dataparser lists depth files (FLAG-4D's depth term), and nothing extra otherwise. The evaluation dataset also
+loads the dataparser's dynamic-region masks (``dynamic_mask``, for the dynamic-region PSNR); the training one does
+not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class FourDFullImageDatamanager(FullImageDatamanager[DepthPriorDataset]):
         if torch.device(self.device).type == "cpu":
             cache_images_device = "gpu"  # nerfstudio's "gpu" means "on self.device", here the CPU: no pinning
         return super()._load_images(split, cache_images_device)
+
+    def create_eval_dataset(self) -> DepthPriorDataset:
+        return self.dataset_type(
+            dataparser_outputs=self.dataparser.get_dataparser_outputs(split=self.test_split),
+            scale_factor=self.config.camera_res_scale_factor,
+            load_dynamic_masks=True,
+        )
 
 
 @dataclass

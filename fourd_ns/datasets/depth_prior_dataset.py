@@ -7,7 +7,14 @@ and returns nothing extra otherwise.
 
 A depth map whose size differs from its image (e.g. stored at another downscale) is resized with nearest-neighbour
 sampling so no depth is invented across object boundaries. Non-finite or non-positive values mean "no depth" and
-are stored as 0; the loss masks them out.
+are stored as 0; the loss masks them out. The depth maps are read whenever the dataparser lists them, whichever
+method trains (flag4d's depth term and deform4d's optional one read the same ``depth_image``).
+
+An evaluation dataset (``load_dynamic_masks=True``, set by the fourd_ns datamanager for its eval split only) also
+returns ``dynamic_mask`` ``[H, W]`` (bool, True = the pixel sees a moving object) when the dataparser lists
+``metadata["dynamic_mask_filenames"]`` (the synthetic scenes' ``dynamic_mask/<N>x/*.png``, 255 = dynamic), for the
+dynamic-region PSNR of `fourd_ns.models.image_metrics`. Training batches never carry it, so it cannot change
+training.
 
 Two additions for driving logs (``pandaset-data``), both driven by the dataparser's metadata:
 
@@ -67,6 +74,19 @@ def read_depth_file(path: Path, unit_scale: float = 1.0) -> np.ndarray:
     return depth
 
 
+def read_dynamic_mask(path: Path, size: Tuple[int, int]) -> Bool[Tensor, "H W"]:
+    """A dynamic-region mask (single-channel image, non-zero = dynamic) at ``size = (height, width)``, resized with
+    nearest-neighbour sampling when the file has another size."""
+    with Image.open(path) as image:
+        mask = np.asarray(image)
+    if mask.ndim != 2:
+        raise ValueError(f"The dynamic mask {path} has shape {mask.shape}; expected a single-channel [H, W] image.")
+    tensor = torch.from_numpy(mask > 0)
+    if tuple(tensor.shape) != tuple(size):
+        tensor = F.interpolate(tensor[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+    return tensor
+
+
 def box_downscale(image: npt.NDArray, factor: int) -> npt.NDArray:
     """``[H, W, C]`` (or ``[H, W]``) integer image → ``[H // factor, W // factor, ...]``: the mean of each
     factor × factor block, rounded half up, same dtype; rows and columns beyond a whole block are dropped."""
@@ -78,12 +98,16 @@ def box_downscale(image: npt.NDArray, factor: int) -> npt.NDArray:
 
 
 class DepthPriorDataset(InputDataset):
-    """Images plus, when the dataparser lists depth files, a ``depth_image`` ``[H, W, 1]`` (0 = unknown), and for
-    driving logs with LiDAR a ``lidar_depth`` ``[H, W, 1]`` and ``metres_per_unit``; images are box-downscaled
-    when the dataparser asks for it (module docstring)."""
+    """Images plus, when the dataparser lists depth files, a ``depth_image`` ``[H, W, 1]`` (0 = unknown), for
+    driving logs with LiDAR a ``lidar_depth`` ``[H, W, 1]`` and ``metres_per_unit``, and with ``load_dynamic_masks``
+    the ``dynamic_mask`` ``[H, W]`` when the dataparser lists them; images are box-downscaled when the dataparser
+    asks for it (module docstring)."""
 
-    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0):
+    def __init__(
+        self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0, load_dynamic_masks: bool = False
+    ):
         super().__init__(dataparser_outputs, scale_factor)
+        self.load_dynamic_masks = load_dynamic_masks
         factor = self.metadata.get("image_downscale_factor", 1)
         if int(factor) != factor or int(factor) < 1:
             raise ValueError(f"metadata['image_downscale_factor'] = {factor!r}; it must be a positive integer")
@@ -101,6 +125,11 @@ class DepthPriorDataset(InputDataset):
     @property
     def has_depth(self) -> bool:
         return "depth_filenames" in self.metadata
+
+    @property
+    def has_dynamic_masks(self) -> bool:
+        """Whether batches carry ``dynamic_mask`` (an evaluation dataset whose dataparser lists the masks)."""
+        return self.load_dynamic_masks and "dynamic_mask_filenames" in self.metadata
 
     @property
     def has_lidar_depth(self) -> bool:
@@ -205,6 +234,9 @@ class DepthPriorDataset(InputDataset):
             if depth.shape != (height, width):
                 depth = F.interpolate(depth[None, None], size=(height, width), mode="nearest")[0, 0]
             extras["depth_image"] = depth[..., None]
+        if self.has_dynamic_masks:
+            path = self.metadata["dynamic_mask_filenames"][index]
+            extras["dynamic_mask"] = read_dynamic_mask(path, tuple(data["image"].shape[:2]))
         if self.has_lidar_depth:
             extras["lidar_depth"] = self.lidar_depth(index)
             extras["metres_per_unit"] = torch.tensor(float(self._driving.metres_per_unit), dtype=torch.float32)

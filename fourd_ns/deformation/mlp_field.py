@@ -8,6 +8,9 @@ channels), which is the ``time_net`` option here.
 
 The canonical positions are fed *detached*: the deformation network does not push gradients into the canonical
 means through its input, exactly like the original.
+
+:class:`DeformationMLPOptions` is the user-facing option set of this MLP (a config mixin): deform4d's field and
+FLAG-4D's IDN core are both built from it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,35 @@ class Deformation:
     d_scales: Float[Tensor, "N 3"]
     d_opacities: Optional[Float[Tensor, "N 1"]] = None
     d_colors: Optional[Float[Tensor, "N 3"]] = None
+
+
+@dataclass
+class DeformationMLPOptions:
+    """Options of a Deformable-3DGS deformation MLP (deform4d's field, FLAG-4D's IDN core)."""
+
+    mlp_depth: int = 8
+    """Number of hidden layers of the deformation MLP (Deformable-3DGS: 8)."""
+    mlp_width: int = 256
+    """Width of the deformation MLP (Deformable-3DGS: 256)."""
+    mlp_skips: Tuple[int, ...] = (4,)
+    """Layers after which the encoded input is concatenated again."""
+    position_frequencies: int = 10
+    """Frequencies of the positional encoding of the canonical position (63 channels for 10)."""
+    time_frequencies: int = 10
+    """Frequencies of the time encoding (10 for real scenes; Deformable-3DGS uses 6 with a time net for D-NeRF)."""
+    time_net_width: Optional[int] = None
+    """If set, the encoded time goes through Linear(width) → ReLU → Linear(30) first (the D-NeRF variant)."""
+
+    def mlp_kwargs(self) -> dict:
+        """Keyword arguments of ``DeformationMLP`` for these options."""
+        return dict(
+            depth=self.mlp_depth,
+            width=self.mlp_width,
+            skips=self.mlp_skips,
+            position_frequencies=self.position_frequencies,
+            time_frequencies=self.time_frequencies,
+            time_net_width=self.time_net_width,
+        )
 
 
 class DeformationHeads(nn.Module):

@@ -31,6 +31,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from fourd_ns.geometry.opencv_projection import project_points_opencv
+from fourd_ns.metrics.masked_psnr import masked_squared_error, pooled_psnr
 from fourd_ns.sensors.actor_tracks import ActorTrack
 from fourd_ns.sensors.lidar_projection import DEFAULT_NEAR, points_to_camera
 
@@ -175,17 +176,7 @@ def masked_psnr(
     predicted: Float[Tensor, "H W 3"], truth: Float[Tensor, "H W 3"], mask: Bool[Tensor, "H W"]
 ) -> float:
     """PSNR (data range 1) over the pixels where ``mask`` is True, all channels averaged in the squared error:
-    ``10 log10(1 / mean((predicted - truth)²))``; NaN for an empty mask, inf for a perfect match."""
-    if predicted.shape != truth.shape or predicted.ndim != 3:
-        raise ValueError(
-            f"masked_psnr: predicted image {tuple(predicted.shape)} and true image {tuple(truth.shape)} must both "
-            "be [H, W, C]"
-        )
-    if mask.shape != predicted.shape[:2]:
-        raise ValueError(f"masked_psnr: mask {tuple(mask.shape)} does not match the images' {tuple(truth.shape[:2])}")
-    mask = mask.to(predicted.device, torch.bool)
-    if not bool(mask.any()):
-        return math.nan
-    error = (predicted[mask].double() - truth[mask].double()).square().mean()
-    mse = float(error)
-    return math.inf if mse == 0 else -10.0 * math.log10(mse)
+    ``10 log10(1 / mean((predicted - truth)²))``; NaN for an empty mask, inf for a perfect match (one image; pool
+    many with `fourd_ns.metrics.masked_psnr`)."""
+    region = masked_squared_error(predicted, truth, mask)
+    return pooled_psnr(region.squared_error_sum, region.pixels)

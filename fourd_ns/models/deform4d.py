@@ -5,51 +5,26 @@ original is used): canonical 3D Gaussians and one deformation MLP ``(γ(x), γ(t
 256 units and a skip after layer 4; static warm-up of 3000 iterations; annealed smooth-training time noise
 (0.1 → 0 over 20k iterations); 0.8·L1 + 0.2·D-SSIM; densification every 100 iterations from 500 to 15k with a 2D
 gradient threshold of 2e-4. Schedules and learning rates live in ``fourd_ns/method_configs/deform4d.py``.
+
+``--pipeline.model.depth-weight w`` adds FLAG-4D's depth term (Eq. 9) on the dataset's depth maps, the same term
+flag4d trains with (it lives in the shared base class, `fourd_ns.models.deformable_splatfacto`); it is off by
+default, as Deformable-3DGS has none, and exists so the two methods can be compared under the same supervision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Type
 
 from torch.nn import Parameter
 
-from fourd_ns.deformation.mlp_field import Deformation, DeformationMLP
+from fourd_ns.deformation.mlp_field import Deformation, DeformationMLP, DeformationMLPOptions
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.models.deformable_splatfacto import (
     DeformableSplatfactoModel,
     DeformableSplatfactoModelConfig,
     time_column,
 )
-
-
-@dataclass
-class DeformationMLPOptions:
-    """Options of a Deformable-3DGS deformation MLP (deform4d's field, FLAG-4D's IDN core)."""
-
-    mlp_depth: int = 8
-    """Number of hidden layers of the deformation MLP (Deformable-3DGS: 8)."""
-    mlp_width: int = 256
-    """Width of the deformation MLP (Deformable-3DGS: 256)."""
-    mlp_skips: Tuple[int, ...] = (4,)
-    """Layers after which the encoded input is concatenated again."""
-    position_frequencies: int = 10
-    """Frequencies of the positional encoding of the canonical position (63 channels for 10)."""
-    time_frequencies: int = 10
-    """Frequencies of the time encoding (10 for real scenes; Deformable-3DGS uses 6 with a time net for D-NeRF)."""
-    time_net_width: Optional[int] = None
-    """If set, the encoded time goes through Linear(width) → ReLU → Linear(30) first (the D-NeRF variant)."""
-
-    def mlp_kwargs(self) -> dict:
-        """Keyword arguments of ``DeformationMLP`` for these options."""
-        return dict(
-            depth=self.mlp_depth,
-            width=self.mlp_width,
-            skips=self.mlp_skips,
-            position_frequencies=self.position_frequencies,
-            time_frequencies=self.time_frequencies,
-            time_net_width=self.time_net_width,
-        )
 
 
 @dataclass
@@ -64,6 +39,7 @@ class Deform4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig
 
 class Deform4DModel(DeformableSplatfactoModel):
     config: Deform4DModelConfig
+    method_label = "deform4d"
 
     def populate_deformation(self) -> None:
         self.deformation_field = DeformationMLP(**self.config.mlp_kwargs(), zero_init_heads=self.config.zero_init_heads)

@@ -11,8 +11,16 @@ and so that its checkpoint resizing, gsplat ``DefaultStrategy`` wiring, losses a
   (gsplat on CUDA, our tile rasterizer on CPU).
 * ``step_cb`` re-binds optimizers to the live parameters after a checkpoint load, which fixes resuming
   (nerfstudio builds optimizers before loading the checkpoint that replaces every Gaussian parameter).
-* Evaluation (image metrics, LiDAR depth errors) comes from `fourd_ns.models.image_metrics`;
-  ``lidar_depth_loss_weight`` adds an L1 LiDAR depth term on the rendered "ED" depth.
+* Evaluation (image metrics, dynamic-region error sums, LiDAR depth errors) comes from
+  `fourd_ns.models.image_metrics`; ``lidar_depth_loss_weight`` adds an L1 LiDAR depth term on the rendered "ED"
+  depth.
+* ``depth_weight`` adds FLAG-4D's Eq. 9 depth term (`fourd_ns.deformation.flag4d_losses.depth_loss`, scale-free:
+  both depths min–max normalised over the pixels with a prior) against the dataset's own depth maps
+  (``metadata["depth_filenames"]``, which the datamanager's `fourd_ns.datasets.depth_prior_dataset` puts in the batch
+  as ``depth_image``). It lives here, not in flag4d, so that deform4d can get exactly the same supervision in a
+  comparison; deform4d's default is 0 (Deformable-3DGS has no depth term), flag4d's 1 (the paper's Eq. 12). It is
+  applied once the deformation field is on: during the static warm-up a static scene cannot match the depth of
+  moving objects, and this is what flag4d always did.
 * ``means``/``quats``/``scales`` read by ``ns-export gaussian-splat`` are the canonical set unless an export time is
   chosen (``export_time`` in the config or the ``FOURD_EXPORT_TIME`` environment variable); the log says which.
 
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Optional, Type, Union
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float
 from pytorch_msssim import SSIM
 from torch import Tensor
@@ -45,6 +54,7 @@ from nerfstudio.models.splatfacto import (
 from nerfstudio.utils.colors import get_color
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from fourd_ns.deformation.flag4d_losses import depth_loss
 from fourd_ns.deformation.mlp_field import Deformation
 from fourd_ns.gaussians.gaussian_state import GaussianState
 from fourd_ns.gaussians.rasterize import rasterize
@@ -91,12 +101,17 @@ class DeformableSplatfactoModelConfig(SplatfactoModelConfig):
     lidar_depth_loss_weight: float = 0.0
     """Weight of an L1 loss between the rendered z-depth and the LiDAR depth, in scene units, on the pixels with a
     LiDAR return (driving datasets with LiDAR only); 0 turns it off."""
+    depth_weight: float = 0.0
+    """Weight of FLAG-4D's depth loss (Eq. 9, min–max normalised L1) against the dataset's depth maps, after the
+    static warm-up; used only when the dataset lists depth maps (the log says whether it is on); 0 turns it off."""
 
 
 class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
     """Splatfacto with canonical Gaussians deformed to the time of each camera (abstract: subclasses supply the field)."""
 
     config: DeformableSplatfactoModelConfig
+    method_label = "deformable splatfacto"
+    """The method's name in log lines (subclasses set their ns-train name)."""
 
     # ---------------------------------------------------------------- construction
     def populate_modules(self) -> None:
@@ -158,6 +173,14 @@ class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
             verbose=True,
         )
         self.strategy_state = self.strategy.initialize_state(scene_scale=self.config.scene_scale)
+        metadata = self.kwargs.get("metadata") or {}
+        self.uses_depth_prior = self.config.depth_weight > 0 and "depth_filenames" in metadata
+        if self.config.depth_weight > 0:
+            CONSOLE.log(
+                f"{self.method_label}: depth loss on (the dataset's depth maps are the prior)."
+                if self.uses_depth_prior
+                else f"{self.method_label}: the dataset has no depth maps: the depth loss is off."
+            )
         self.populate_deformation()
 
     @abc.abstractmethod
@@ -297,8 +320,10 @@ class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
 
     # ---------------------------------------------------------------- rendering
     def renders_depth_in_training(self) -> bool:
-        """Whether training renders depth too (subclasses with a depth loss return True)."""
-        return self.config.output_depth_during_training or self.config.lidar_depth_loss_weight > 0
+        """Whether training renders depth too (for a depth loss, or when the config asks for it)."""
+        return (
+            self.config.output_depth_during_training or self.config.lidar_depth_loss_weight > 0 or self.uses_depth_prior
+        )
 
     camera_time = staticmethod(camera_time)
 
@@ -370,7 +395,24 @@ class DeformableSplatfactoModel(GaussianImageMetrics, SplatfactoModel, abc.ABC):
         depth = outputs.get("depth")
         if self.config.lidar_depth_loss_weight > 0 and "lidar_depth" in batch and depth is not None:
             losses["lidar_depth_loss"] = self.config.lidar_depth_loss_weight * self.lidar_depth_l1(depth, batch)
+        if (
+            self.uses_depth_prior
+            and self.training
+            and self.deformation_active()
+            and depth is not None
+            and "depth_image" in batch
+        ):
+            losses["depth_loss"] = self.depth_prior_loss(depth, batch["depth_image"])
         return losses
+
+    def depth_prior_loss(self, rendered: Float[Tensor, "H W 1"], prior: Float[Tensor, "h w 1"]) -> Tensor:
+        """Eq. 9 between the rendered depth and the dataset's depth map (0 = unknown, masked out), the map resized
+        to the render with nearest-neighbour sampling (coarse-to-fine training renders at 1/2^d)."""
+        prior = prior.to(rendered)
+        if prior.shape[:2] != rendered.shape[:2]:
+            prior = F.interpolate(prior.permute(2, 0, 1)[None], size=rendered.shape[:2], mode="nearest")
+            prior = prior[0].permute(1, 2, 0)
+        return depth_loss(rendered, prior, prior > 0, self.config.depth_weight)
 
     # ---------------------------------------------------------------- export
     def export_time(self) -> Optional[float]:

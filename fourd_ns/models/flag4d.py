@@ -14,10 +14,11 @@ give the network-level choices):
 3. Losses (Eq. 12, every weight a config field, all 1 as in the paper's sum): rendering 0.8·L1 + 0.2·D-SSIM
    (splatfacto's); mutual learning (Eq. 7) over the Gaussians the rasterizer saw in this view (radius > 0), with the
    GMN term fed by the prediction computed from detached IDN inputs so each stop-gradient holds; depth (Eq. 9) when
-   the dataset lists depth maps (the log says whether it is on); local rigidity (Eq. 10–11) between the rendered
-   Gaussians at t and the Gaussians at the neighbouring training frame (t−1, or t+1 for the first frame), the latter
-   without gradient (a target, as Dynamic3DGaussians treats the previous time step), over k canonical nearest
-   neighbours refreshed whenever the number of Gaussians changes and every ``rigidity_knn_every`` steps.
+   the dataset lists depth maps (the log says whether it is on; the term lives in
+   `fourd_ns.models.deformable_splatfacto` so deform4d can have it too); local rigidity (Eq. 10–11) between the
+   rendered Gaussians at t and the Gaussians at the neighbouring training frame (t−1, or t+1 for the first frame),
+   the latter without gradient (a target, as Dynamic3DGaussians treats the previous time step), over k canonical
+   nearest neighbours refreshed whenever the number of Gaussians changes and every ``rigidity_knn_every`` steps.
    Eq. 7 and Eq. 11 are means over Gaussians; each step estimates them on a uniform random subset
    (``mutual_max_gaussians``, ``rigidity_max_anchors``; 0 = all), which keeps their extra network passes bounded
    (the GMN's isolated prediction; deforming the anchors and their neighbours to the neighbouring frame) while the
@@ -43,25 +44,20 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
-
-from nerfstudio.utils.rich_utils import CONSOLE
 
 from fourd_ns.deformation.flag4d_gmn import GlobalMotionNetwork
 from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, InstantaneousDeformationNetwork, deformation_to_vector
 from fourd_ns.deformation.flag4d_losses import (
-    depth_loss,
     knn_graph,
     local_rigidity_loss,
     mutual_learning_loss,
     smooth_opacity_update,
 )
-from fourd_ns.deformation.mlp_field import Deformation
+from fourd_ns.deformation.mlp_field import Deformation, DeformationMLPOptions
 from fourd_ns.flow.guidance import FlowGuidance
 from fourd_ns.gaussians.gaussian_state import GaussianState
-from fourd_ns.models.deform4d import DeformationMLPOptions
 from fourd_ns.models.deformable_splatfacto import (
     DeformableSplatfactoModel,
     DeformableSplatfactoModelConfig,
@@ -117,7 +113,7 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     """Eq. 7 is averaged over at most this many random Gaussians per step (unbiased; bounds the cost of the GMN's
     isolated prediction); 0 uses every Gaussian."""
     depth_weight: float = 1.0
-    """Weight of the depth loss (Eq. 9); used only when the dataset has depth maps."""
+    """Weight of the depth loss (Eq. 9, the shared base class's term); used only when the dataset has depth maps."""
     rigidity_weight: float = 1.0
     """Weight of the local rigidity loss (Eq. 10–11); 0 disables it (and its extra forward pass)."""
     rigidity_neighbours: int = 20
@@ -141,6 +137,7 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
 
 class Flag4DModel(DeformableSplatfactoModel):
     config: Flag4DModelConfig
+    method_label = "flag4d"
 
     # ---------------------------------------------------------------- construction
     def populate_deformation(self) -> None:
@@ -174,13 +171,6 @@ class Flag4DModel(DeformableSplatfactoModel):
         metadata = self.kwargs.get("metadata") or {}
         time_span = float(metadata.get("time_span", 0.0) or 0.0)
         self.window_step = 1.0 / time_span if time_span > 0 else 1.0 / max(self.num_train_data - 1, 1)
-        self.uses_depth_prior = cfg.depth_weight > 0 and "depth_filenames" in metadata
-        if cfg.depth_weight > 0:
-            CONSOLE.log(
-                "flag4d: depth loss on (the dataset's depth maps are the prior)."
-                if self.uses_depth_prior
-                else "flag4d: the dataset has no depth maps: the depth loss is off."
-            )
         self.flow_cache_dir: Optional[str] = None
         self._flow_guidance_loader: Optional[Callable[[Optional[Path]], FlowGuidance]] = None
         self._flow_guidance: Optional[FlowGuidance] = None
@@ -196,9 +186,6 @@ class Flag4DModel(DeformableSplatfactoModel):
     def mutual_active(self) -> bool:
         cfg = self.config
         return cfg.mutual_learning and cfg.mutual_weight > 0 and self.idn is not None and self.gmn is not None
-
-    def renders_depth_in_training(self) -> bool:
-        return self.uses_depth_prior or super().renders_depth_in_training()
 
     def deformation_param_groups(self) -> Dict[str, List[Parameter]]:
         groups = {}
@@ -345,13 +332,6 @@ class Flag4DModel(DeformableSplatfactoModel):
         if "gmn" in record:
             visible = self._visible()[record["mutual_rows"]]
             losses["mutual_loss"] = mutual_learning_loss(record["idn"], record["gmn"], visible, self.config.mutual_weight)
-        if self.uses_depth_prior and outputs.get("depth") is not None and "depth_image" in batch:
-            rendered = outputs["depth"]
-            prior = batch["depth_image"].to(rendered)
-            if prior.shape[:2] != rendered.shape[:2]:
-                prior = F.interpolate(prior.permute(2, 0, 1)[None], size=rendered.shape[:2], mode="nearest")
-                prior = prior[0].permute(1, 2, 0)
-            losses["depth_loss"] = depth_loss(rendered, prior, prior > 0, self.config.depth_weight)
         if self.config.rigidity_weight > 0:
             rigidity = self.rigidity_loss(record["state"], record["time"])
             if rigidity is not None:

@@ -7,6 +7,14 @@ With driving LiDAR in the batch (``lidar_depth``, see `fourd_ns.datasets.depth_p
 ``lidar_depth_rmse_m`` / ``lidar_depth_mae_m`` (metres) and ``lidar_depth_absrel`` of the rendered depth (NaN for an
 image without returns). The rendered ``depth`` is the alpha-normalised blend of the Gaussians' camera-space z, in
 scene units, the same quantity as `fourd_ns.sensors.lidar_projection`'s depth maps.
+
+With a dynamic-region mask in the batch (``dynamic_mask``: the synthetic scenes' moving objects, loaded for
+evaluation images only, see `fourd_ns.datasets.depth_prior_dataset`) each image also reports
+``dynamic_squared_error`` (the squared error summed over its dynamic pixels) and ``dynamic_pixels`` (their count),
+the names flux4d uses. ns-eval averages them over the images; the pipeline
+(`fourd_ns.pipelines.initialized_pipeline`) turns the two means into ``dynamic_psnr``, the PSNR *pooled* over every
+dynamic pixel of the evaluation set (`fourd_ns.metrics.masked_psnr` says why not the mean of per-image PSNRs). An
+image whose mask is empty adds nothing, so it cannot put inf or NaN into the result.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from fourd_ns.metrics.depth import depth_errors
+from fourd_ns.metrics.masked_psnr import masked_squared_error
 from fourd_ns.sensors.lidar_projection import downscale_sparse_depth
 
 EXPORT_TIME_ENV = "FOURD_EXPORT_TIME"
@@ -54,6 +63,17 @@ class GaussianImageMetrics:
         lpips = self.lpips_metric(pred, gt)
         if lpips is not None:
             metrics["lpips"] = float(lpips.item())
+        if "dynamic_mask" in batch:
+            mask = batch["dynamic_mask"]
+            if tuple(mask.shape[:2]) != tuple(predicted_rgb.shape[:2]):
+                raise ValueError(
+                    f"The dynamic mask ({tuple(mask.shape[:2])}) and the render ({tuple(predicted_rgb.shape[:2])}) "
+                    "differ in size: masks are not undistorted, so dynamic-region PSNR needs undistorted cameras "
+                    "(or nerfies-data --load-masks False to skip it)."
+                )
+            region = masked_squared_error(predicted_rgb, gt_rgb, mask.reshape(mask.shape[:2]))
+            metrics["dynamic_squared_error"] = region.squared_error_sum
+            metrics["dynamic_pixels"] = float(region.pixels)
         images = {"img": combined}
         if outputs.get("depth") is not None:
             from nerfstudio.utils import colormaps

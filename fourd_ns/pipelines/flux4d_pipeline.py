@@ -13,7 +13,6 @@ reaches the reconstruction; the evaluation reads them for the dynamic-region PSN
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Type
@@ -143,11 +142,7 @@ class Flux4DPipeline(G3RPipeline):
         )
 
     def get_average_eval_image_metrics(self, step: Optional[int] = None, output_path=None, get_std: bool = False):
-        metrics = super().get_average_eval_image_metrics(step, output_path, get_std)
-        if metrics.get("dynamic_pixels", 0.0) > 0:
-            # pooled over every dynamic pixel of the evaluation images (both values are means over the same images)
-            mse = metrics["dynamic_squared_error"] / metrics["dynamic_pixels"]
-            metrics["dynamic_psnr"] = float(-10.0 * math.log10(max(mse, 1e-12)))
+        metrics = super().get_average_eval_image_metrics(step, output_path, get_std)  # with the pooled dynamic_psnr
         model = self.model
         if model.config.scene_flow_evaluation:
             flow = model.scene_flow_metrics(self.source_views())

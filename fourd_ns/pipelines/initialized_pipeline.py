@@ -16,6 +16,10 @@ When it runs:
   checkpoint replaces every Gaussian, so the model is built as ``VanillaPipeline`` builds it (from the dataparser's
   points when there are any) and the initializer's settings are not even read.
 
+Evaluation (``ns-eval``, the trainer's all-image evaluation) adds ``dynamic_psnr`` to nerfstudio's averages when
+the model reports per-image dynamic-region error sums (`fourd_ns.models.image_metrics`): the PSNR pooled over every
+dynamic pixel of the evaluation images (`fourd_ns.metrics.masked_psnr`).
+
 The result stays available as ``pipeline.initialization`` (velocities, predicted cameras) for components that use
 more than the seed points.
 
@@ -48,6 +52,7 @@ from fourd_ns.initializers import (
     InitializerResult,
     load_or_compute_initialization,
 )
+from fourd_ns.metrics.masked_psnr import pooled_psnr
 
 SeedPoints = Optional[tuple[torch.Tensor, torch.Tensor]]
 """(points3D_xyz [N, 3], points3D_rgb [N, 3]) for ``model.setup(seed_points=...)``, or None (the model seeds
@@ -130,6 +135,15 @@ class InitializedPipeline(VanillaPipeline):
             seed_points=seed_points,
             **model_inputs,
         )
+
+    def get_average_eval_image_metrics(
+        self, step: Optional[int] = None, output_path: Optional[Path] = None, get_std: bool = False
+    ):
+        metrics = super().get_average_eval_image_metrics(step, output_path, get_std)
+        if metrics.get("dynamic_pixels", 0.0) > 0:
+            # both are means over the same evaluation images, so their ratio is the pooled MSE of the dynamic pixels
+            metrics["dynamic_psnr"] = pooled_psnr(metrics["dynamic_squared_error"], metrics["dynamic_pixels"])
+        return metrics
 
     def dataparser_points(self) -> SeedPoints:
         """The dataparser's (points3D_xyz, points3D_rgb), as ``VanillaPipeline`` reads them, or None."""
