@@ -16,8 +16,9 @@ from conftest import reduced_config, train_steps
 from method_registry import registered_methods
 from nerfstudio.utils.eval_utils import eval_setup
 
+from fourd_ns.datasets.training_video import select_training_video
 from fourd_ns.flow.embeddings import FlowEmbeddings
-from fourd_ns.flow.guidance import FlowGuidance, select_training_video
+from fourd_ns.flow.guidance import FlowGuidance
 
 ITERATIONS = 12
 

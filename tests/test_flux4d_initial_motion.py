@@ -26,7 +26,7 @@ def test_transfer_takes_the_nearest_point_of_the_nearest_frame_within_the_radius
 
 
 def test_single_camera_video_never_mixes_cameras() -> None:
-    from fourd_ns.flow.guidance import select_training_video
+    from fourd_ns.datasets.training_video import select_training_video
 
     times = [0.0, 0.01, 0.5, 0.51, 1.0]  # two driving cameras firing at slightly different times
     cameras = [0, 1, 0, 1, 0]

@@ -1,26 +1,20 @@
 """Flow guidance for a rendered frame: which training frame's embeddings to use and where each Gaussian lands in it.
 
 FLAG-4D's Global Motion Network reads the optical-flow embeddings of the frame being rendered. Embeddings only exist
-for the *training video*: one training image per distinct time, in time order (:func:`select_training_video`). A
-view at time t (a training view, a test view from another camera, or the viewer's time slider) uses the training
-frame at or nearest to t, and Gaussians are projected with *that frame's* camera, because that is the image the flow
-was computed on — not the camera being rendered, which for a test view looks from somewhere else.
+for the *training video*: one training image per distinct time, in time order
+(:func:`fourd_ns.datasets.training_video.select_training_video`). A view at time t (a training view, a test view
+from another camera, or the viewer's time slider) uses the training frame at or nearest to t, and Gaussians are
+projected with *that frame's* camera, because that is the image the flow was computed on — not the camera being
+rendered, which for a test view looks from somewhere else.
 
-Choices:
-
-- When several training images share a time (multi-camera captures), the video keeps the image of the camera that
-  appears at the most times (ties: the lowest camera id, then the first image), so consecutive frames come from one
-  camera and their flow is motion, not a change of viewpoint. The log names the camera.
-- Projections are ``(x, y)`` in [−1, 1] over the embedding grid, which covers ``ceil(H/stride)·stride`` pixels
-  (``grid_sample`` with ``align_corners=False``: −1 is the left/top edge of the first cell). Points behind the camera
-  are sent outside the grid, to the border tokens; coordinates are clamped to [−2, 2] so far-off points stay finite.
+Projections are ``(x, y)`` in [−1, 1] over the embedding grid, which covers ``ceil(H/stride)·stride`` pixels
+(``grid_sample`` with ``align_corners=False``: −1 is the left/top edge of the first cell). Points behind the camera
+are sent outside the grid, to the border tokens; coordinates are clamped to [−2, 2] so far-off points stay finite.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence
 
 import torch
 from jaxtyping import Float
@@ -31,56 +25,6 @@ from fourd_ns.geometry.pinhole import project_camera_points, unpack_intrinsics
 
 PROJECTION_LIMIT = 2.0
 """Projections are clamped to [−limit, limit]: outside [−1, 1] the GMN samples the border tokens."""
-
-
-@dataclass
-class TrainingVideo:
-    """The training images used for optical flow: one per distinct time, sorted by time."""
-
-    dataset_indices: List[int]
-    """Index of each frame in the training dataset."""
-    times: Float[Tensor, "T"]
-    """Frame times (strictly increasing)."""
-    camera_id: Optional[int]
-    """The camera the frames come from (None when the dataset has no camera ids)."""
-
-
-def select_training_video(
-    times: Sequence[float], camera_ids: Optional[Sequence[int]] = None, single_camera: bool = False
-) -> TrainingVideo:
-    """Pick one training image per distinct time (module docstring) and sort them by time.
-
-    Args:
-        times: time of each training image.
-        camera_ids: camera id of each training image (``None``: a single camera).
-        single_camera: keep only the chosen camera's images, never filling its missing times from other cameras
-            (driving logs, whose cameras fire at slightly different times, would otherwise interleave cameras).
-    """
-    times = [float(t) for t in times]
-    if not times:
-        raise ValueError("The training split has no images: optical flow needs at least one frame.")
-    if camera_ids is None:
-        camera_ids = [0] * len(times)
-        chosen_camera: Optional[int] = None
-    else:
-        camera_ids = [int(c) for c in camera_ids]
-        times_per_camera = Counter()
-        for camera in set(camera_ids):
-            times_per_camera[camera] = len({t for t, c in zip(times, camera_ids) if c == camera})
-        chosen_camera = min(times_per_camera, key=lambda c: (-times_per_camera[c], c))
-    by_time: dict = {}
-    for index, (time, camera) in enumerate(zip(times, camera_ids)):
-        if single_camera and chosen_camera is not None and camera != chosen_camera:
-            continue
-        rank = (camera != (chosen_camera if chosen_camera is not None else camera), index)
-        if time not in by_time or rank < by_time[time][0]:
-            by_time[time] = (rank, index)
-    ordered = sorted(by_time)
-    return TrainingVideo(
-        dataset_indices=[by_time[t][1] for t in ordered],
-        times=torch.tensor(ordered, dtype=torch.float32),
-        camera_id=chosen_camera,
-    )
 
 
 @dataclass

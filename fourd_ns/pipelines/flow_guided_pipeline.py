@@ -30,11 +30,12 @@ from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttrib
 from nerfstudio.models.base_model import Model
 from nerfstudio.utils.rich_utils import CONSOLE
 
+from fourd_ns.datasets.training_video import TrainingVideo, select_training_video
 from fourd_ns.flow.backend import FlowBackend
 from fourd_ns.flow.cache import load_or_compute_flow_embeddings
 from fourd_ns.flow.config import FlowEmbeddingConfig, select_flow_backend
 from fourd_ns.flow.embeddings import compute_flow_embeddings
-from fourd_ns.flow.guidance import FlowGuidance, TrainingVideo, select_training_video
+from fourd_ns.flow.guidance import FlowGuidance
 from fourd_ns.geometry.camera_conventions import viewmat_from_nerfstudio_c2w
 from fourd_ns.pipelines.initialized_pipeline import InitializedPipeline, InitializedPipelineConfig, SeedPoints
 

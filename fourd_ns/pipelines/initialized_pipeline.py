@@ -44,7 +44,7 @@ from nerfstudio.models.base_model import Model
 from nerfstudio.pipelines.base_pipeline import Pipeline, VanillaPipeline, VanillaPipelineConfig
 from nerfstudio.utils.rich_utils import CONSOLE
 
-from fourd_ns.flow.guidance import select_training_video
+from fourd_ns.datasets.training_video import select_training_video
 from fourd_ns.initializers import (
     DatasetPointsInitializerConfig,
     InitializerConfigUnion,
