@@ -94,7 +94,7 @@ def test_a_moved_run_recomputes_the_embeddings_in_memory(trained_flag4d, tmp_pat
     _, pipeline, _, _ = eval_setup(cfg.get_base_dir() / "config.yml", test_mode="test")
     model = pipeline.model
     model.flow_cache_dir = str(tmp_path / "moved-away")
-    model.set_flow_guidance_loader(pipeline.load_flow_guidance)
+    model.set_flow_guidance(pipeline.load_flow_guidance(Path(model.flow_cache_dir)))
     recomputed = model.flow_guidance().embeddings
     assert not (tmp_path / "moved-away").exists()
     trained = trainer.pipeline.model.flow_guidance().embeddings

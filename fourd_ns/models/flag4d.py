@@ -40,8 +40,7 @@ would never fire, so the default keeps it off (it is a config field).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Type
+from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from torch import Tensor
@@ -134,6 +133,11 @@ class Flag4DModelConfig(DeformationMLPOptions, DeformableSplatfactoModelConfig):
     opacity_max: float = 1.0
     """o_max of Eq. 8."""
 
+    @property
+    def needs_flow_guidance(self) -> bool:
+        """Whether the pipeline builds flow guidance for this model (the GMN reads it)."""
+        return self.use_gmn
+
 
 class Flag4DModel(DeformableSplatfactoModel):
     config: Flag4DModelConfig
@@ -171,16 +175,18 @@ class Flag4DModel(DeformableSplatfactoModel):
         metadata = self.kwargs.get("metadata") or {}
         time_span = float(metadata.get("time_span", 0.0) or 0.0)
         self.window_step = 1.0 / time_span if time_span > 0 else 1.0 / max(self.num_train_data - 1, 1)
-        self.flow_cache_dir: Optional[str] = None
-        self._flow_guidance_loader: Optional[Callable[[Optional[Path]], FlowGuidance]] = None
-        self._flow_guidance: Optional[FlowGuidance] = None
+        # The pipeline builds the flow guidance and hands it in (`fourd_ns.pipelines.flow_guided_pipeline`): as a
+        # keyword argument when training, through `set_flow_guidance` once a checkpoint is loaded otherwise.
+        # `flow_cache_dir` is the run folder holding its cache, recorded in checkpoints so ns-eval finds it again.
+        self._flow_guidance: Optional[FlowGuidance] = self.kwargs.get("flow_guidance")
+        self.flow_cache_dir: Optional[str] = self.kwargs.get("flow_cache_dir")
         self._record: Optional[dict] = None
         self._last_record: Optional[dict] = None
         self._knn: Optional[tuple] = None
 
     @property
-    def needs_flow_guidance(self) -> bool:
-        return self.gmn is not None
+    def has_flow_guidance(self) -> bool:
+        return self._flow_guidance is not None
 
     @property
     def mutual_active(self) -> bool:
@@ -196,20 +202,17 @@ class Flag4DModel(DeformableSplatfactoModel):
         return groups
 
     # ---------------------------------------------------------------- flow guidance
-    def set_flow_guidance_loader(self, loader: Callable[[Optional[Path]], FlowGuidance]) -> None:
-        """Called by the pipeline: ``loader(cache_dir)`` returns the training video's flow guidance."""
-        self._flow_guidance_loader = loader
-        self._flow_guidance = None
+    def set_flow_guidance(self, guidance: FlowGuidance) -> None:
+        """Called by the pipeline after loading a checkpoint: the training video's flow guidance, on this device."""
+        self._flow_guidance = guidance
 
     def flow_guidance(self) -> FlowGuidance:
         if self._flow_guidance is None:
-            if self._flow_guidance_loader is None:
-                raise RuntimeError(
-                    "flag4d's Global Motion Network needs optical-flow guidance, which the FlowGuidedPipeline "
-                    "provides (the flag4d method config uses it); this model was built without one."
-                )
-            cache_dir = Path(self.flow_cache_dir) if self.flow_cache_dir else None
-            self._flow_guidance = self._flow_guidance_loader(cache_dir).to(self.device)
+            raise RuntimeError(
+                "flag4d's Global Motion Network needs optical-flow guidance, which the FlowGuidedPipeline "
+                "provides (the flag4d method config uses it) when it builds the model for training or loads its "
+                "checkpoint; this model has none."
+            )
         return self._flow_guidance
 
     def get_extra_state(self) -> dict:
@@ -217,7 +220,9 @@ class Flag4DModel(DeformableSplatfactoModel):
         return {"flow_cache_dir": self.flow_cache_dir}
 
     def set_extra_state(self, state: dict) -> None:
-        self.flow_cache_dir = state.get("flow_cache_dir")
+        # A model handed its guidance at construction (training, also when resuming) keeps that guidance's folder.
+        if self._flow_guidance is None:
+            self.flow_cache_dir = state.get("flow_cache_dir")
 
     # ---------------------------------------------------------------- deformation
     def _random_subset(self, count: int, limit: int) -> Optional[Tensor]:

@@ -5,28 +5,31 @@ It is an :class:`~fourd_ns.pipelines.initialized_pipeline.InitializedPipeline`, 
 
 Data flows one way: the datamanager owns the images and cameras; this pipeline turns them into a
 :class:`~fourd_ns.flow.guidance.FlowGuidance` (through the cached :func:`load_or_compute_flow_embeddings`) and hands
-it to the model, which only consumes it.
+the finished guidance to the model, which only consumes it and never calls back.
 
 When it happens:
 
-- ``ns-train``: in ``get_training_callbacks`` (the trainer exists, so the run's output folder ``trainer.base_dir`` is
-  known), before the first iteration, with a progress bar. The model records that folder in its checkpoint.
-- ``ns-eval`` / ``ns-viewer`` / ``ns-render`` / ``ns-export``: lazily, on the first render, from the folder recorded
-  in the checkpoint, where the cache file is found again (the cache key hashes the frames, so the same dataset at
-  the same resolution hits it). If the run folder was moved or the cache deleted, the embeddings are recomputed in
-  memory, with a warning, and nothing is written.
+- ``ns-train`` (``test_mode="val"``): before the model is built, with a progress bar, through the cache in
+  ``run_dir`` (the run's output folder, set by :class:`fourd_ns.engine.trainer.FourDTrainer`); the guidance and
+  that folder are model keyword arguments (``flow_guidance``, ``flow_cache_dir``), and the model records the folder
+  in its checkpoint. Without a ``run_dir`` (e.g. nerfstudio's own trainer) the embeddings are computed in memory and
+  the log says so.
+- ``ns-eval`` / ``ns-viewer`` / ``ns-render`` / ``ns-export`` (``test_mode`` "test" or "inference"): the folder is
+  known only from the checkpoint, so the guidance is built in :meth:`FlowGuidedPipeline.load_pipeline`, right after
+  the checkpoint is loaded and before anything is rendered, from the cache file found there again (the cache key
+  hashes the frames, so the same dataset at the same resolution hits it). If the run folder was moved or the cache
+  deleted, the embeddings are recomputed in memory, with a warning, and nothing is written.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 import torch
 from torch.cuda.amp.grad_scaler import GradScaler
 
-from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.models.base_model import Model
 from nerfstudio.utils.rich_utils import CONSOLE
 
@@ -57,14 +60,37 @@ class FlowGuidedPipeline(InitializedPipeline):
     _backend: Optional[FlowBackend] = None
     """The flow backend, created on the first ``load_flow_guidance``."""
 
+    @property
+    def needs_flow_guidance(self) -> bool:
+        """Whether the model config asks for flow guidance (flag4d: unless its GMN is switched off)."""
+        return bool(getattr(self.config.model, "needs_flow_guidance", False))
+
     def setup_model(self, device: str, grad_scaler: Optional[GradScaler], seed_points: SeedPoints) -> Model:
         if hasattr(self.config.model, "flow_channels"):
             # The GMN's input width is the embedding width; one setting (pipeline.flow.embedding_channels) owns it.
             self.config.model.flow_channels = self.config.flow.embedding_channels
-        model = super().setup_model(device, grad_scaler, seed_points)
-        if getattr(model, "needs_flow_guidance", False):
-            model.set_flow_guidance_loader(self.load_flow_guidance)
-        return model
+        if self.test_mode != "val" or not self.needs_flow_guidance:
+            return super().setup_model(device, grad_scaler, seed_points)
+        cache_dir = self.config.run_dir
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        guidance = self.load_flow_guidance(cache_dir).to(torch.device(device))
+        return super().setup_model(
+            device,
+            grad_scaler,
+            seed_points,
+            flow_guidance=guidance,
+            flow_cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+
+    def load_pipeline(self, loaded_state: Dict[str, Any], step: int) -> None:
+        """Load a checkpoint; a model built without its guidance (ns-eval, ns-viewer, ns-render, ns-export) then
+        gets it from the run folder the checkpoint records (module docstring)."""
+        super().load_pipeline(loaded_state, step)
+        model = self.model
+        if self.needs_flow_guidance and not model.has_flow_guidance:
+            cache_dir = Path(model.flow_cache_dir) if model.flow_cache_dir else None
+            model.set_flow_guidance(self.load_flow_guidance(cache_dir).to(model.device))
 
     def training_video(self) -> TrainingVideo:
         dataset = self.datamanager.train_dataset
@@ -98,10 +124,13 @@ class FlowGuidedPipeline(InitializedPipeline):
                 frames, video.times, self.config.flow, Path(cache_dir), dataset_key, backend=self._backend
             )
         else:
-            CONSOLE.log(
-                f"[yellow]Flow-embedding cache folder {cache_dir} not found (run folder moved?): recomputing the "
-                "embeddings in memory; nothing is written."
-            )
+            if cache_dir is None:
+                CONSOLE.log("Flow embeddings: no run folder given, so they are computed in memory and not cached.")
+            else:
+                CONSOLE.log(
+                    f"[yellow]Flow-embedding cache folder {cache_dir} not found (run folder moved?): recomputing the "
+                    "embeddings in memory; nothing is written."
+                )
             embeddings = compute_flow_embeddings(frames, video.times, self._backend)
         train_cameras = self.datamanager.train_dataset.cameras
         index = torch.tensor(video.dataset_indices, dtype=torch.long)
@@ -109,12 +138,3 @@ class FlowGuidedPipeline(InitializedPipeline):
         # Read after `cached_train`: undistorting the cached images updates these intrinsics in place.
         intrinsics = train_cameras.get_intrinsics_matrices()[index].float()
         return FlowGuidance(embeddings, viewmats, intrinsics)
-
-    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        if getattr(self.model, "needs_flow_guidance", False):
-            trainer = training_callback_attributes.trainer
-            if trainer is not None:
-                Path(trainer.base_dir).mkdir(parents=True, exist_ok=True)
-                self.model.flow_cache_dir = str(trainer.base_dir)
-            self.model.flow_guidance()  # compute (or load) now, before the first iteration, with progress
-        return super().get_training_callbacks(training_callback_attributes)
