@@ -3,6 +3,9 @@
 Shared by the benchmark scripts: the config is parsed by nerfstudio's own CLI union from the same arguments a user
 types, the random seed is set as ``ns-train`` sets it, ``Trainer.train()`` is timed (set-up, image caching and flow
 embeddings excluded), and the final checkpoint is evaluated on the test (right) camera.
+
+The command recorded with each row names paths relative to the repository root (`repository_relative`), so tables
+in ``docs/benchmarks.md`` can be re-run from any checkout.
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
+
+
+def repository_relative(argument: str) -> str:
+    """``argument`` written relative to the repository root when it is an absolute path inside the repository or
+    beside it (``data/synth/bell``, ``../shared/data/...``); any other argument unchanged."""
+    if not argument.startswith("/"):
+        return argument
+    path = Path(argument).resolve()
+    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+        if path == base:
+            return prefix.rstrip("/") or "."
+        if path.is_relative_to(base):
+            return prefix + str(path.relative_to(base))
+    return argument
 
 
 def schedule_args(method: str) -> List[str]:
@@ -85,10 +102,12 @@ def train_and_evaluate(args: List[str], extra_metrics: Optional[Callable[[object
         metrics.update(extra_metrics(pipeline))
     iterations = config.max_num_iterations
     return {
-        "command": "ns-train " + shlex.join(args).replace(str(ROOT) + "/", "").replace(str(ROOT.parent) + "/", "../"),
+        "command": "ns-train " + shlex.join(repository_relative(argument) for argument in args),
         "psnr": metrics["psnr"],
         "ssim": metrics["ssim"],
         "lpips": metrics.get("lpips"),
+        # PSNR pooled over the test pixels of the dataset's dynamic-region masks (fourd_ns.metrics.masked_psnr)
+        "dynamic_psnr": metrics.get("dynamic_psnr"),
         "num_test_views": len(pipeline.datamanager.eval_dataset),
         "train_seconds": train_seconds,
         "method_setup_seconds": setup_seconds,
@@ -103,13 +122,15 @@ def results_table(
     rows: List[dict], label_columns: List[str], metric_columns: Sequence[Tuple[str, str, str]] = ()
 ) -> List[str]:
     """Markdown table of ``train_and_evaluate`` rows; ``label_columns`` name the row keys shown first and
-    ``metric_columns`` ``(title, key of row["metrics"], format spec)`` extra metrics shown after LPIPS (nan if absent)."""
+    ``metric_columns`` ``(title, key of row["metrics"], format spec)`` extra metrics shown after LPIPS (n/a if absent,
+    e.g. in rows measured before the metric existed)."""
     header = [*label_columns, "iterations", "PSNR", "SSIM", "LPIPS", *(title for title, _, _ in metric_columns),
               "Gaussians", "train time (s)", "it/s"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lpips = "n/a" if row["lpips"] is None else f"{row['lpips']:.4f}"
-        extra = [format(row["metrics"].get(key, float("nan")), spec) for _, key, spec in metric_columns]
+        measured = row["metrics"]
+        extra = [format(measured[key], spec) if key in measured else "n/a" for _, key, spec in metric_columns]
         cells = [str(row[c]) for c in label_columns] + [
             str(row["iterations"]), f"{row['psnr']:.2f}", f"{row['ssim']:.4f}", lpips, *extra, str(row["gaussians"]),
             f"{row['train_seconds']:.0f}", f"{row['iterations_per_second']:.2f}",
