@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from fourd_ns.dataparsers.nerfies_dataparser import NerfiesDataError, NerfiesDataParserConfig
+from fourd_ns.dataparsers.time_axis import TimeAxis, get_time_axis
 from fourd_ns.geometry.camera_conventions import (
     c2w_opengl_to_nerfies,
     denormalise_points,
@@ -94,7 +95,9 @@ def test_times_are_normalised_over_all_ids(scene):
     assert torch.allclose(train.cameras.times, expected)
     assert torch.equal(train.cameras.times, test.cameras.times)  # left and right of one time id agree
     assert train.metadata["time_ids"].tolist() == list(range(6))
-    assert train.metadata["time_span"] == 5.0 and train.metadata["time_offset"] == 0.0
+    assert get_time_axis(train.metadata) == TimeAxis(num_frames=6, frame_step=1 / 5)
+    assert train.metadata["time_offset"] == 0.0
+    assert "time_span" not in train.metadata  # replaced by the typed time axis
     # Normalisation is over every id, not the split: the interp test split never contains time 0 or 5.
     interp_test = parse(scene, "test", split="interp")
     assert torch.allclose(interp_test.cameras.times[:, 0], interp_test.metadata["time_ids"].float() / 5)

@@ -22,6 +22,7 @@ from fourd_ns.dataparsers.pandaset_dataparser import (
     PandaSetDataError,
     PandaSetDataParserConfig,
 )
+from fourd_ns.dataparsers.time_axis import TimeAxis, get_time_axis
 from fourd_ns.sensors.driving_metadata import DrivingMetadata, get_driving_metadata
 
 REAL_CLIP = Path(
@@ -117,7 +118,10 @@ def test_times_are_normalised_over_every_selected_camera_of_the_clip(log, output
     train, evaluation = outputs
     stamps = np.array([[pf.camera_time(c, f) for c in pf.CAMERAS] for f in range(log.num_frames)])
     offset, span = stamps.min(), stamps.max() - stamps.min()
-    assert train.metadata["time_offset"] == pytest.approx(offset) and train.metadata["time_span"] == pytest.approx(span)
+    axis = get_time_axis(train.metadata)
+    assert train.metadata["time_offset"] == pytest.approx(offset) and axis.duration_seconds == pytest.approx(span)
+    # one frame step = one camera's frame period in normalised time (both cameras run at FRAME_PERIOD)
+    assert axis.num_frames == log.num_frames and axis.frame_step == pytest.approx(pf.FRAME_PERIOD / span)
     for out in (train, evaluation):
         expected = [
             (pf.camera_time(pf.CAMERAS[int(c)], int(f)) - offset) / span
@@ -145,7 +149,8 @@ def test_every_other_split_and_frame_range(log, outputs):
     train, evaluation = both_splits(log.root, split_mode="all", load_lidar=False, load_cuboids=False)
     assert train.metadata["frame_indices"].tolist() == evaluation.metadata["frame_indices"].tolist() == list(range(6))
     single = parse(log.root, start_frame=2, num_frames=1, split_mode="all", load_lidar=False, load_cuboids=False)
-    assert single.metadata["time_span"] == 0.0 and single.cameras.times.flatten().tolist() == [0.0]
+    assert get_time_axis(single.metadata) == TimeAxis(num_frames=1, frame_step=1.0, duration_seconds=0.0)
+    assert single.cameras.times.flatten().tolist() == [0.0]
 
 
 @pytest.mark.parametrize(
@@ -363,7 +368,8 @@ def test_metadata_contract(log, outputs):
             assert metadata[key].dtype == torch.int64 and metadata[key].shape == (count,)
         assert metadata["image_downscale_factor"] == 2
         assert (driving.lidar.frame_indices[metadata["lidar_sweep_index"]] == metadata["frame_indices"].numpy()).all()
-        assert driving.time_offset == metadata["time_offset"] and driving.time_span == metadata["time_span"]
+        assert driving.time_offset == metadata["time_offset"]
+        assert driving.time_span == get_time_axis(metadata).duration_seconds
         assert out.cameras.camera_type.unique().tolist() == [1]  # CameraType.PERSPECTIVE
         aabb = out.scene_box.aabb
         inside = torch.cat([metadata["points3D_xyz"], out.cameras.camera_to_worlds[:, :, 3]])

@@ -2,7 +2,8 @@
 
 Unlike nerfstudio's ``dycheck-data`` it needs no ``extra.json`` / ``splits/``, keeps the dataset's world axes
 (no permutation), honours principal point, pixel aspect ratio and lens distortion, normalises times over all
-ids to [0, 1] and never writes into the dataset folder.
+ids to [0, 1] (time id / largest time id; ``metadata["time_axis"]`` is the matching
+:class:`~fourd_ns.dataparsers.time_axis.TimeAxis`) and never writes into the dataset folder.
 
 Optional extras, passed through ``metadata`` as file lists aligned with the split's image order when their
 folder exists at the chosen downscale (a folder without any file for the split is skipped with a log line,
@@ -37,6 +38,8 @@ from fourd_ns.dataparsers.nerfies_format import (
     read_image_size,
     read_json,
 )
+from fourd_ns.dataparsers.dataset_layouts import WrongDataparserError, is_pandaset_log
+from fourd_ns.dataparsers.time_axis import TIME_AXIS_KEY, TimeAxis
 from fourd_ns.geometry.camera_conventions import (
     nerfies_normalisation_transform,
     nerfies_to_c2w_opengl,
@@ -109,9 +112,9 @@ class NerfiesDataParser(DataParser):
         split_ids = _split_ids(self.config, dataset, all_ids, split, root)
 
         time_key = _resolve_time_key(self.config.time_key, frames, all_ids, root)
-        time_span = float(max(frames[i][time_key] for i in all_ids))
+        last_time_id = max(frames[i][time_key] for i in all_ids)
         time_ids = np.array([frames[i][time_key] for i in split_ids], dtype=np.int64)
-        times = time_ids / time_span if time_span > 0 else np.zeros(len(split_ids))
+        times = time_ids / last_time_id if last_time_id > 0 else np.zeros(len(split_ids))
 
         downscale = self.config.downscale_factor
         rgb_dir = _rgb_dir(root, downscale)
@@ -143,7 +146,7 @@ class NerfiesDataParser(DataParser):
             "time_ids": torch.from_numpy(time_ids),
             "time_key": time_key,
             "time_offset": 0.0,
-            "time_span": time_span,
+            TIME_AXIS_KEY: TimeAxis.evenly_spaced(last_time_id + 1),
             "scene_center": center.float(),
             "scene_scale": scale,
             "near": near,
@@ -179,6 +182,8 @@ def _require_files(root: Path, names: Sequence[str]) -> None:
     if not root.is_dir():
         raise NerfiesDataError(f"Dataset folder {root} does not exist")
     missing = [str(root / name) for name in names if not (root / name).is_file()]
+    if missing and is_pandaset_log(root):
+        raise WrongDataparserError(root, "PandaSet log", "pandaset-data", refused_by="nerfies-data")
     if missing:
         raise problems_error(f"Not a Nerfies-format capture, missing files in {root}", missing)
 
@@ -223,6 +228,9 @@ def _resolve_time_key(time_key: str, frames: dict, all_ids: List[str], root: Pat
     without_key = [i for i in all_ids if not isinstance(frames[i].get(time_key), int)]
     if without_key:
         raise problems_error(f"Entries of {path} without an integer '{time_key}'", without_key)
+    negative = [i for i in all_ids if frames[i][time_key] < 0]
+    if negative:
+        raise problems_error(f"Entries of {path} with a negative '{time_key}' (time ids count from 0)", negative)
     return time_key
 
 

@@ -11,6 +11,9 @@ Conventions (where the log leaves a choice):
   (Unix seconds - time_offset) / time_span. Images get exactly [0, 1]; LiDAR points (a sweep lasts 0.1 s) and
   sweeps may fall slightly outside. Cuboids are annotated on the LiDAR sweep, so actor times are the sweep times.
   A one-frame clip has ``time_span`` 0 and every time 0 (points keep their seconds in ``point_seconds``).
+  ``metadata["time_axis"]`` (:class:`~fourd_ns.dataparsers.time_axis.TimeAxis`) gives the clip's frame count, one
+  frame step in normalised time (the cameras' mean frame period / ``time_span``) and ``time_span`` as
+  ``duration_seconds``; ``DrivingMetadata.time_span`` stays the seconds the driving models convert with.
 - **World.** Origin = mean of the clip's LiDAR sensor positions (``lidar/poses.json``); rotated about z only so
   that +x is the front camera's viewing direction at the clip's first frame projected onto the ground (the first
   selected camera when the log has no front camera); z stays up. Lengths are then divided by ``metres_per_unit``:
@@ -61,6 +64,8 @@ from fourd_ns.dataparsers.pandaset_format import (
     read_cuboid_frame,
     read_lidar_frame,
 )
+from fourd_ns.dataparsers.dataset_layouts import WrongDataparserError, is_nerfies_capture, is_pandaset_log
+from fourd_ns.dataparsers.time_axis import TIME_AXIS_KEY, TimeAxis
 from fourd_ns.geometry.camera_conventions import switch_c2w_camera_axes
 from fourd_ns.geometry.opencv_projection import project_points_opencv
 from fourd_ns.geometry.point_subsampling import voxel_downsample
@@ -148,6 +153,7 @@ class _Clip:
     seeds: Optional[Tuple[torch.Tensor, torch.Tensor]]
     scene_box: SceneBox
     driving: DrivingMetadata
+    time_axis: TimeAxis
 
 
 @dataclass
@@ -177,7 +183,7 @@ class PandaSetDataParser(DataParser):
                 frame_of_row.astype(np.int64) if clip.driving.lidar is not None else np.full(len(rows), -1, np.int64)
             ),
             "time_offset": clip.driving.time_offset,
-            "time_span": clip.driving.time_span,
+            TIME_AXIS_KEY: clip.time_axis,
             "image_downscale_factor": self.config.downscale_factor,
         }
         if clip.seeds is not None:
@@ -402,6 +408,8 @@ def _apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
 def _load_clip(config: PandaSetDataParserConfig) -> _Clip:
     camera_names = _check_settings(config)
     root = Path(config.data)
+    if is_nerfies_capture(root) and not is_pandaset_log(root):
+        raise WrongDataparserError(root, "Nerfies-format capture", "nerfies-data", refused_by="pandaset-data")
     log = open_log(root, camera_names)
     frames, train, evaluation = _clip_frames(config, log)
     sizes = check_clip_files(log, frames.tolist(), need_lidar=config.load_lidar, need_cuboids=config.load_cuboids)
@@ -485,7 +493,23 @@ def _load_clip(config: PandaSetDataParserConfig) -> _Clip:
         seeds=seeds,
         scene_box=_scene_box(np.concatenate(box_points), scale),
         driving=driving,
+        time_axis=_time_axis(camera_times, time_span, cameras),
     )
+
+
+def _time_axis(camera_times: np.ndarray, time_span: float, cameras: Sequence[CameraLog]) -> TimeAxis:
+    """The clip's `TimeAxis` from the selected cameras' timestamps [cameras, frames] (Unix seconds): one frame step
+    is the cameras' mean frame period in normalised time (1 / (frames - 1) for evenly spaced frames)."""
+    num_frames = camera_times.shape[1]
+    if num_frames < 2 or time_span <= 0:
+        return TimeAxis(num_frames=num_frames, frame_step=1.0, duration_seconds=max(time_span, 0.0))
+    periods = (camera_times[:, -1] - camera_times[:, 0]) / (num_frames - 1)
+    stalled = [str(camera.folder / "timestamps.json") for camera, period in zip(cameras, periods) if not period > 0]
+    if stalled:
+        raise PandaSetDataError(
+            f"The clip's last frame is not later than its first in {', '.join(stalled)}: the frames have no time order"
+        )
+    return TimeAxis(num_frames=num_frames, frame_step=float(periods.mean()) / time_span, duration_seconds=time_span)
 
 
 def _pack_sweeps(

@@ -5,8 +5,9 @@ public; ``shared/notes/methods.md`` §2).
 Per rendered frame at time t (module docstrings of ``fourd_ns/deformation/flag4d_idn.py`` and ``flag4d_gmn.py``
 give the network-level choices):
 
-1. IDN: ``IDN_core`` (the Deformable-3DGS MLP) at t … t+(W−1)Δ, Δ = one time id of the dataset; a GRU summarises the
-   window into ``δθ_rep``; the forecast ``δθ^IDN_t`` is kept.
+1. IDN: ``IDN_core`` (the Deformable-3DGS MLP) at t … t+(W−1)Δ, Δ = one frame of the sequence in normalised time
+   (the dataparser's ``TimeAxis.frame_step``); a GRU summarises the window into ``δθ_rep``; the forecast
+   ``δθ^IDN_t`` is kept.
 2. GMN: frame t's flow embeddings (of the training frame at or nearest to t, :mod:`fourd_ns.flow.guidance`) are
    fused by the TFE; each Gaussian's query ``δθ_rep + G`` attends to a bounded token set (a pooled grid and a window
    around its projection *into that training frame*, at its IDN-forecast position); the DRN maps
@@ -46,6 +47,7 @@ import torch
 from torch import Tensor
 from torch.nn import Parameter
 
+from fourd_ns.dataparsers.time_axis import get_time_axis
 from fourd_ns.deformation.flag4d_gmn import GlobalMotionNetwork
 from fourd_ns.deformation.flag4d_idn import DEFORMATION_DIM, InstantaneousDeformationNetwork, deformation_to_vector
 from fourd_ns.deformation.flag4d_losses import (
@@ -173,8 +175,12 @@ class Flag4DModel(DeformableSplatfactoModel):
                 refine_forecast=cfg.refine_forecast,
             )
         metadata = self.kwargs.get("metadata") or {}
-        time_span = float(metadata.get("time_span", 0.0) or 0.0)
-        self.window_step = 1.0 / time_span if time_span > 0 else 1.0 / max(self.num_train_data - 1, 1)
+        # Δ = one frame of the sequence in normalised time, as the dataparser's TimeAxis says; a dataparser without
+        # one (not ours) is taken to have its training images evenly spaced over [0, 1].
+        time_axis = get_time_axis(metadata)
+        self.window_step = (
+            time_axis.frame_step if time_axis is not None else 1.0 / max(self.num_train_data - 1, 1)
+        )
         # The pipeline builds the flow guidance and hands it in (`fourd_ns.pipelines.flow_guided_pipeline`): as a
         # keyword argument when training, through `set_flow_guidance` once a checkpoint is loaded otherwise.
         # `flow_cache_dir` is the run folder holding its cache, recorded in checkpoints so ns-eval finds it again.

@@ -12,7 +12,8 @@ models never see which one they got. Keys of ``DataparserOutputs.metadata`` (a p
 ``lidar_sweep_index``       [I] int64 index into ``DrivingMetadata.lidar`` of the sweep of each image's frame (-1
                             when that frame has no sweep loaded)
 ``time_offset``             float, seconds of normalised time 0 (as neurad-studio's ``time_offset``)
-``time_span``               float, seconds between normalised time 0 and 1
+``time_axis``               a ``fourd_ns.dataparsers.time_axis.TimeAxis``: frame count, one frame step in normalised
+                            time, ``duration_seconds`` = ``DrivingMetadata.time_span``
 ==========================  ===========================================================================================
 
 World convention: nerfstudio world (camera-to-world in OpenGL axes); z up as in the log; the origin and heading are
