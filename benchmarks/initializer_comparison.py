@@ -1,5 +1,7 @@
 """What the Gaussian initializer changes: the same method and budget seeded by the dataset's points, random points,
-or a trained Flow4R checkpoint (anchored-sequence inference on the training video).
+or a trained Flow4R checkpoint (anchored-sequence inference on the training video): ``flow4r`` (placed at the anchor
+camera with a depth-matched scale, the default), ``flow4r-trajectory`` (placed by a Sim(3) fit of the predicted
+camera centres, the first design) and ``flow3r`` (needs a checkpoint with the factored-flow head).
 
 Run from the repository root (after ``benchmarks.flow4r_synthetic`` has written a checkpoint)::
 
@@ -19,6 +21,9 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Callable, Dict
+
+import numpy as np
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
@@ -34,13 +39,32 @@ def initializer_args(name: str, options: argparse.Namespace) -> list[str]:
         return ["pipeline.initializer:dataset-points"]
     if name == "random":
         return ["pipeline.initializer:random", "--pipeline.initializer.num-points", str(options.num_points)]
-    if name == "flow4r":
+    if name in ("flow4r", "flow3r", "flow4r-trajectory"):
+        alignment = ["--pipeline.initializer.world-alignment", "trajectory"] if name == "flow4r-trajectory" else []
         return [
-            "pipeline.initializer:flow4r", "--pipeline.initializer.weights", str(options.weights),
+            f"pipeline.initializer:{name.split('-')[0]}", "--pipeline.initializer.weights", str(options.weights),
             "--pipeline.initializer.num-points", str(options.num_points),
-            "--pipeline.initializer.long-side", str(options.long_side),
+            "--pipeline.initializer.long-side", str(options.long_side), *alignment,
         ]  # fmt: skip
     raise ValueError(f"unknown initializer {name!r}")
+
+
+def camera_error(run_dir: Path) -> Callable[[object], Dict[str, float]]:
+    """Extra metric of a row: the RMSE (dataset units) between the camera centres the initializer predicted
+    (its cached result in the run folder) and the dataset's cameras of the same training-video frames."""
+
+    def compute(pipeline) -> Dict[str, float]:
+        cached = sorted(run_dir.glob("initialization_*.npz"))
+        if not cached:
+            return {}
+        with np.load(cached[0]) as arrays:
+            if "camera_to_worlds" not in arrays:
+                return {}
+            predicted = torch.from_numpy(arrays["camera_to_worlds"][:, :3, 3]).double()
+        reference = pipeline.initializer_inputs().cameras.camera_to_worlds[:, :3, 3].double()
+        return {"camera_centre_rmse": float((predicted - reference).square().sum(-1).mean().sqrt())}
+
+    return compute
 
 
 def main() -> None:
@@ -59,8 +83,8 @@ def main() -> None:
     parser.add_argument("--notes", default="")
     parser.add_argument("--report-only", action="store_true")
     options = parser.parse_args()
-    if "flow4r" in options.initializers and options.weights is None and not options.report_only:
-        parser.error("the flow4r initializer needs --weights (a checkpoint folder written by fourd-train-flow4r)")
+    if any(n.startswith("flow") for n in options.initializers) and options.weights is None and not options.report_only:
+        parser.error("the flow4r / flow3r initializers need --weights (a checkpoint folder written by fourd-train-flow4r)")
 
     results_path = options.output_dir / f"{options.section}.json"
     keep = options.resume or options.report_only
@@ -75,7 +99,9 @@ def main() -> None:
                 run = f"{options.section}-{scene_name}-{method}-{name}"
                 args = train_args(method, scene, options.output_dir, options.iterations, options.device, run,
                                   initializer_args(name, options))
-                rows.append({"scene": scene_name, "method": method, "initializer": name, **train_and_evaluate(args)})
+                extra = camera_error(options.output_dir / "benchmark" / method / run) if name.startswith("flow") else None
+                rows.append({"scene": scene_name, "method": method, "initializer": name,
+                             **train_and_evaluate(args, extra)})  # fmt: skip
                 results_path.parent.mkdir(parents=True, exist_ok=True)
                 results_path.write_text(json.dumps(rows, indent=2))
                 print(f"{scene_name} / {method} / {name}: PSNR {rows[-1]['psnr']:.2f}", flush=True)
@@ -88,16 +114,20 @@ def main() -> None:
         f"Command: `python -m benchmarks.initializer_comparison --scenes {' '.join(options.scenes)} "
         f"--methods {' '.join(options.methods)} --initializers {' '.join(options.initializers)} "
         f"--iterations {options.iterations} --num-points {options.num_points} "
-        f"--long-side {options.long_side} --weights {options.weights} --device {options.device}`  ",
+        f"--long-side {options.long_side} --weights {os.path.relpath(options.weights, ROOT) if options.weights else ''} "
+        f"--device {options.device}`  ",
         f"Machine: {machine_description()}  ",
         "Scenes: `fourd-synth` presets trained at `rgb/2x` (160×90), left camera = train, right camera = test "
         "(48 views), README quickstart schedule, seed 42. Seed points: `dataset-points` = the dataset's 4000 "
         "SfM-like points (noise and outliers); `random` = uniform in the training cameras' frusta; `flow4r` = the "
         "most confident pixels of the anchored-sequence reconstruction, placed at the anchor's dataset pose with the "
-        "scale that matches the dataset points' median depth (`world_alignment auto`). "
+        "scale that matches the dataset points' median depth (`world_alignment auto`); `flow4r-trajectory` = the same "
+        "points placed by a Sim(3) fit of the predicted camera centres to the dataset's; `flow3r` = half of the seeds "
+        "lifted from factored-flow correspondences that agree with Flow4R's 3D tracks, the rest as flow4r. Camera "
+        "RMSE: predicted training-camera centres against the dataset's, after placement (dataset units). "
         "The exact `ns-train` command of each row is in the JSON file.",
         "",
-        *results_table(rows, ["scene", "method", "initializer"]),
+        *results_table(rows, ["scene", "method", "initializer"], [("camera RMSE", "camera_centre_rmse", ".3f")]),
     ]
     if options.notes:
         lines += ["", options.notes]
