@@ -48,6 +48,10 @@ from benchmarks.train_eval import (  # noqa: E402
     train_args,
 )
 
+IDN_LR_8E4 = ("--optimizers.idn.optimizer.lr", "8e-4", "--optimizers.idn.scheduler.lr-final", "1.6e-6")
+GMN_LR_8E4 = ("--optimizers.gmn.optimizer.lr", "8e-4", "--optimizers.gmn.scheduler.lr-final", "1.6e-6")
+"""flag4d's networks at deform4d's deformation-MLP learning rate (8e-4 -> 1.6e-6) instead of the paper's 1e-4."""
+
 VARIANTS = {
     "deform4d": ("deform4d", []),
     "flag4d": ("flag4d", []),
@@ -57,12 +61,15 @@ VARIANTS = {
     # control: flag4d's networks start at zero offsets, Deformable-3DGS's MLP does not
     "deform4d, zero-init heads": ("deform4d", ["--pipeline.model.zero-init-heads", "True"]),
     # control: flag4d's networks at deform4d's deformation-MLP learning rate (8e-4 -> 1.6e-6) instead of the paper's 1e-4
-    "flag4d, network LR 8e-4": (
-        "flag4d",
-        [
-            *("--optimizers.idn.optimizer.lr", "8e-4", "--optimizers.idn.scheduler.lr-final", "1.6e-6"),
-            *("--optimizers.gmn.optimizer.lr", "8e-4", "--optimizers.gmn.scheduler.lr-final", "1.6e-6"),
-        ],
+    "flag4d, network LR 8e-4": ("flag4d", [*IDN_LR_8E4, *GMN_LR_8E4]),
+    # hypotheses for the gap between flag4d's IDN alone and zero-init deform4d (one run each; the IDN core is
+    # deform4d's MLP, so what differs is the learning rate, the Eq. 10-11 rigidity term and Eq. 8;
+    # the GRU window does not change what the IDN alone renders: its forecast is the core at t)
+    "flag4d w/o GMN, LR 8e-4": ("flag4d", ["--pipeline.model.use-gmn", "False", *IDN_LR_8E4]),
+    "flag4d w/o GMN, no rigidity": ("flag4d", ["--pipeline.model.use-gmn", "False", "--pipeline.model.rigidity-weight", "0"]),
+    "flag4d w/o GMN, no Eq. 8": ("flag4d", ["--pipeline.model.use-gmn", "False", "--pipeline.model.smooth-opacity", "False"]),
+    "flag4d, refine forecast, LR 8e-4": (
+        "flag4d", ["--pipeline.model.refine-forecast", "True", *IDN_LR_8E4, *GMN_LR_8E4]
     ),
 }
 
@@ -128,6 +135,8 @@ def main() -> None:
         "--depth", choices=list(DEPTH_CHOICES), default="both",
         help="train every variant with the Eq. 9 depth term (on), without it (off), or both",
     )  # fmt: skip
+    parser.add_argument("--static-warmup", type=int, default=None,
+                        help="static warm-up iterations of every variant (default: the quickstart schedule's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "outputs" / "benchmarks")
     parser.add_argument("--section", default="flag4d-ablation")
@@ -151,6 +160,8 @@ def main() -> None:
         method, extra = VARIANTS[variant]
         name = f"{options.section}-{scene_name}-{slug(variant)}-depth-{depth}"
         extra = [*extra, "--pipeline.model.depth-weight", DEPTH_WEIGHTS[depth]]
+        if options.static_warmup is not None:
+            extra += ["--pipeline.model.static-warmup-steps", str(options.static_warmup)]
         if seed != DEFAULT_SEED:
             name, extra = f"{name}-seed{seed}", ["--machine.seed", str(seed), *extra]
         scene = ensure_scene(scene_name)
@@ -172,6 +183,7 @@ def main() -> None:
         f"python -m benchmarks.flag4d_ablation --scenes {' '.join(options.scenes)}"
         + ("" if options.variants == list(VARIANTS) else " --variants " + " ".join(map(shlex.quote, options.variants)))
         + f" --depth {options.depth} --iterations {options.iterations} --device {options.device}"
+        + ("" if options.static_warmup is None else f" --static-warmup {options.static_warmup}")
         + ("" if options.seeds == [DEFAULT_SEED] else f" --seeds {' '.join(map(str, options.seeds))}")
         + ("" if options.section == "flag4d-ablation" else f" --section {options.section}")
     )
@@ -182,7 +194,9 @@ def main() -> None:
         f"Machine: {machine_description()}  ",
         "Scenes: `fourd-synth` presets at 320×180 (trained at `rgb/2x`, 160×90), 48 time steps; train = left camera, "
         "test = right camera (48 views), final checkpoint, nerfstudio seed in the seed column. Schedule: "
-        "`scripts/quickstart_schedule.args` for all variants (500 static warm-up iterations, 64×4 MLP as deform4d's "
+        "`scripts/quickstart_schedule.args` for all variants ("
+        + ("500" if options.static_warmup is None else str(options.static_warmup))
+        + " static warm-up iterations, 64×4 MLP as deform4d's "
         "field and as the IDN core) and `scripts/quickstart_flag4d.args` for the flag4d variants (GRU state and "
         "attention width 32, DRN 64×2); otherwise flag4d's defaults (4 heads, 8×8 pooled + 3×3 local tokens, all "
         "loss weights 1, Eq. 7 on ≤4096 and Eq. 11 on ≤512 random Gaussians per step, DIS flow embeddings because "
