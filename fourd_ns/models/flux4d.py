@@ -194,6 +194,7 @@ class Flux4DModel(G3RModel):
         views = self.evaluation_views
         if views is not None and self.driving is not None and "image_idx" in batch:
             from fourd_ns.metrics.dynamic_regions import dynamic_mask
+            from fourd_ns.metrics.masked_psnr import masked_squared_error
 
             index = int(batch["image_idx"])
             height, width = outputs["rgb"].shape[:2]
@@ -203,11 +204,11 @@ class Flux4DModel(G3RModel):
                 self.config.dynamic_min_displacement_metres / self.driving.metres_per_unit,
             )  # fmt: skip
             gt = self.composite_with_background(self.get_gt_img(batch["image"]), outputs["background"])
-            mask = mask.to(outputs["rgb"].device)
             # per image: the squared error summed over its dynamic pixels and their count; the pipeline pools them
             # into one dynamic-region PSNR (an image without moving actors adds nothing)
-            metrics["dynamic_squared_error"] = float(((outputs["rgb"] - gt) ** 2).mean(dim=-1)[mask].sum())
-            metrics["dynamic_pixels"] = float(mask.sum())
+            region = masked_squared_error(outputs["rgb"], gt, mask)
+            metrics["dynamic_squared_error"] = region.squared_error_sum
+            metrics["dynamic_pixels"] = float(region.pixels)
         return metrics, images
 
     @torch.no_grad()
