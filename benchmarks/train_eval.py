@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 import time
+import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -20,12 +21,16 @@ SCHEDULE_ARGS = ROOT / "scripts" / "quickstart_schedule.args"
 
 
 def repository_relative(argument: str) -> str:
-    """``argument`` written relative to the repository root when it is an absolute path inside the repository or
-    beside it (``data/synth/bell``, ``../shared/data/...``); any other argument unchanged."""
+    """``argument`` written relative to the repository root when it is an absolute path inside the repository or in
+    the ``shared`` folder beside it (``data/synth/bell``, ``../shared/data/...``); any other argument unchanged.
+
+    Only the lexical path counts (no symlinks followed: ``../shared`` is often a link), and of the repository's
+    parent only ``shared/``: a clone in ``/tmp`` must not turn ``/tmp/pytest-of-root/...`` into ``../pytest-of-root``.
+    """
     if not argument.startswith("/"):
         return argument
-    path = Path(argument).resolve()
-    for base, prefix in ((ROOT, ""), (ROOT.parent, "../")):
+    path = Path(os.path.normpath(argument))
+    for base, prefix in ((ROOT, ""), (ROOT.parent / "shared", "../shared/")):
         if path == base:
             return prefix.rstrip("/") or "."
         if path.is_relative_to(base):
